@@ -1,0 +1,177 @@
+"""Overlap (Gram) matrices: computing, naming, validating and realising them with vectors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from .architecture import Architecture
+from .errors import InvalidOverlapError, InvalidParameterError
+
+_SYM_TOL = 1e-8
+_PSD_TOL = 1e-8
+
+
+def overlaps(X) -> np.ndarray:
+    """Overlap matrix ``Sigma = X^T X / N`` of vectors ``X`` (N, K) -> (K, K).
+
+    Also accepts a stack ``(..., N, K)`` -> ``(..., K, K)``.
+    """
+    X = np.asarray(X)
+    if X.ndim < 2:
+        raise InvalidParameterError(f"X must have shape (N, K), got {X.shape}")
+    N = X.shape[-2]
+    if N < 1:
+        raise InvalidParameterError(f"X must have N >= 1 rows, got N = {N}")
+    return np.swapaxes(X, -1, -2) @ X / N
+
+
+def validate_sigma(arch: Architecture, Sigma, name: str = "Sigma") -> np.ndarray:
+    """Check that ``Sigma`` is a (K, K) symmetric positive semi-definite matrix; return it symmetrised.
+
+    Raises :class:`InvalidOverlapError` naming the problem.
+    """
+    S = np.asarray(Sigma, dtype=float)
+    if S.shape != (arch.K, arch.K):
+        raise InvalidOverlapError(
+            f"{name} must have shape ({arch.K}, {arch.K}) for vectors {arch.vector_names}, got {S.shape}"
+        )
+    if not np.all(np.isfinite(S)):
+        raise InvalidOverlapError(f"{name} has non-finite entries")
+    scale = max(1.0, float(np.max(np.abs(S))))
+    asym = float(np.max(np.abs(S - S.T)))
+    if asym > _SYM_TOL * scale:
+        raise InvalidOverlapError(f"{name} is not symmetric (max |S - S^T| = {asym:.3g})")
+    S = 0.5 * (S + S.T)
+    lo = float(np.linalg.eigvalsh(S)[0])
+    if lo < -_PSD_TOL * scale:
+        raise InvalidOverlapError(
+            f"{name} is not positive semi-definite (smallest eigenvalue {lo:.3g}): "
+            "no set of vectors has these overlaps"
+        )
+    return S
+
+
+def sigma_from_named(arch: Architecture, values: Mapping[str, float], fill_identity: bool = False) -> np.ndarray:
+    """Build Sigma (K, K) from ``{"zm": .., "mm": .., ...}``.
+
+    Every overlap must be given unless ``fill_identity`` is True, in which case missing
+    norms are 1 and missing cross overlaps 0. Either order of a name is accepted
+    (``"mu"`` == ``"um"``). The result is validated (symmetric PSD).
+    """
+    S = np.eye(arch.K) if fill_identity else np.full((arch.K, arch.K), np.nan)
+    seen = {}
+    for key, v in values.items():
+        i, j = arch.overlap_pair(key)
+        if (i, j) in seen:
+            raise InvalidParameterError(f"overlap {key!r} given twice (also as {seen[(i, j)]!r})")
+        seen[(i, j)] = key
+        S[i, j] = S[j, i] = float(v)
+    missing = [n for n, p in zip(arch.overlap_names, arch.overlap_pairs) if np.isnan(S[p])]
+    if missing:
+        raise InvalidParameterError(f"missing overlaps {missing} (or pass fill_identity=True)")
+    return validate_sigma(arch, S)
+
+
+def named(arch: Architecture, Sigma) -> dict[str, np.ndarray | float]:
+    """Dict overlap name -> value, for one Sigma (K, K) (floats) or a stack (..., K, K) (arrays)."""
+    S = np.asarray(Sigma)
+    if S.shape[-2:] != (arch.K, arch.K):
+        raise InvalidOverlapError(f"Sigma must end in shape ({arch.K}, {arch.K}), got {S.shape}")
+    out = {}
+    for n, (i, j) in zip(arch.overlap_names, arch.overlap_pairs):
+        v = S[..., i, j]
+        out[n] = float(v) if S.ndim == 2 else np.asarray(v)
+    return out
+
+
+def flatten(arch: Architecture, Sigma) -> np.ndarray:
+    """Distinct overlaps of Sigma (..., K, K) as a vector (..., K(K+1)/2) in ``arch.overlap_names`` order."""
+    S = np.asarray(Sigma)
+    i, j = np.array(arch.overlap_pairs).T
+    return S[..., i, j]
+
+
+def unflatten(arch: Architecture, sigma) -> np.ndarray:
+    """Inverse of :func:`flatten`: (..., K(K+1)/2) -> symmetric (..., K, K)."""
+    sigma = np.asarray(sigma)
+    S = np.zeros(sigma.shape[:-1] + (arch.K, arch.K))
+    i, j = np.array(arch.overlap_pairs).T
+    S[..., i, j] = sigma
+    S[..., j, i] = sigma
+    return S
+
+
+def _psd_sqrt(S: np.ndarray) -> np.ndarray:
+    w, Q = np.linalg.eigh(S)
+    return (Q * np.sqrt(np.clip(w, 0.0, None))) @ Q.T
+
+
+def sample_vectors(arch: Architecture, N: int, seed: int, sigma=None, exact: bool = False) -> np.ndarray:
+    """Draw connectivity vectors ``X`` of shape (N, K) (float64).
+
+    * ``sigma=None, exact=False``: i.i.d. standard Gaussian entries, each column rescaled so
+      that ``|a|^2 = N`` (all norms 1; cross overlaps O(1/sqrt(N))), the paper's default.
+    * ``sigma`` given, ``exact=False``: rows i.i.d. Gaussian with covariance ``sigma``; the Gram
+      matrix equals ``sigma`` up to O(1/sqrt(N)) fluctuations.
+    * ``exact=True``: the Gram matrix ``X^T X / N`` equals ``sigma`` (identity if None) to
+      rounding; entries are still Gaussian-like (a random orthonormal frame times ``sigma^{1/2}``).
+      Needs ``N >= K`` (or ``N >= rank(sigma)``).
+
+    Every draw comes from ``numpy.random.default_rng(seed)``.
+    """
+    if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or N < 1:
+        raise InvalidParameterError(f"N must be an integer >= 1, got {N!r}")
+    if seed is None:
+        raise InvalidParameterError("seed must be given explicitly (an int), got None")
+    rng = np.random.default_rng(seed)
+    K = arch.K
+    if sigma is None and not exact:
+        X = rng.standard_normal((N, K))
+        return X * np.sqrt(N) / np.linalg.norm(X, axis=0)
+    S = np.eye(K) if sigma is None else validate_sigma(arch, sigma, "sigma")
+    root = _psd_sqrt(S)
+    if not exact:
+        return rng.standard_normal((N, K)) @ root
+    rank = int(np.sum(np.linalg.eigvalsh(S) > 1e-12 * max(1.0, np.max(np.abs(S)))))
+    if N < K:
+        if N < rank:
+            raise InvalidParameterError(
+                f"exact sampling needs N >= rank(sigma) = {rank}, got N = {N}"
+            )
+        w, Q = np.linalg.eigh(S)
+        top = np.argsort(w)[::-1][:N]
+        root = (Q[:, top] * np.sqrt(np.clip(w[top], 0, None))).T  # (N, K), root^T root = S
+        frame, _ = np.linalg.qr(rng.standard_normal((N, N)))
+        return np.sqrt(N) * frame @ root
+    frame, r = np.linalg.qr(rng.standard_normal((N, K)))
+    frame = frame * np.sign(np.diag(r))  # Haar-distributed orthonormal frame
+    return np.sqrt(N) * frame @ root
+
+
+def conserved_quantities(arch: Architecture, Sigma) -> np.ndarray:
+    """Invariants of linear gradient flow (THEORY.md section 6): the spectrum of ``J Sigma``.
+
+    With ``A = [Z V]`` and ``B = [M U]`` the loss of a linear network depends on ``A^T B``
+    only, and gradient flow with every vector plastic conserves ``A A^T - B B^T``. Its non-zero
+    eigenvalues are those of ``J Sigma``, ``J = +1`` on the A columns and ``-1`` on the B columns.
+
+    Parameters
+    ----------
+    Sigma : array (K, K) or (..., K, K)
+
+    Returns
+    -------
+    array (K,) or (..., K): the eigenvalues, real, sorted ascending.
+    """
+    S = np.asarray(Sigma, dtype=float)
+    if S.shape[-2:] != (arch.K, arch.K):
+        raise InvalidOverlapError(f"Sigma must end in shape ({arch.K}, {arch.K}), got {S.shape}")
+    sign = np.array([1.0 if g in ("V", "Z") else -1.0 for g in arch.vector_group])
+    S = 0.5 * (S + np.swapaxes(S, -1, -2))
+    w, Q = np.linalg.eigh(S)
+    root = (Q * np.sqrt(np.clip(w, 0.0, None))[..., None, :]) @ np.swapaxes(Q, -1, -2)
+    # J Sigma is similar to Sigma^{1/2} J Sigma^{1/2}, which is symmetric: real spectrum.
+    sym = root @ (sign[:, None] * root)
+    return np.linalg.eigvalsh(0.5 * (sym + np.swapaxes(sym, -1, -2)))
