@@ -1,0 +1,52 @@
+"""Latent reduction: full network output vs the reduced model (THEORY.md section 3)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lowrank_learning as ll
+
+
+@settings(max_examples=10, deadline=None)
+@given(N=st.integers(1, 3000), rank=st.integers(1, 3), n_in=st.integers(1, 2),
+       n_out=st.integers(1, 2), seed=st.integers(0, 2**16))
+def test_linear_latent_is_exact(N, rank, n_in, n_out, seed):
+    arch = ll.Architecture(rank=rank, n_in=n_in, n_out=n_out)
+    rng = np.random.default_rng(seed)
+    X = ll.sample_vectors(arch, N, seed=seed)
+    inputs = rng.standard_normal((3, 40, n_in))
+    y_full, h = ll.run_network(arch, X, inputs, 0.1, return_states=True)
+    y_lat, (kappa, lam) = ll.run_latent(arch, ll.overlaps(X), inputs, 0.1, return_latents=True)
+    scale = np.max(np.abs(y_full)) + 1e-300
+    np.testing.assert_allclose(np.asarray(y_lat), np.asarray(y_full), atol=1e-10 * scale)
+    # the hidden state is exactly M kappa + U lambda
+    s = arch.slices
+    h_lat = np.einsum("nd,btd->btn", X[:, s["M"]], kappa[:, 1:]) + np.einsum(
+        "nr,btr->btn", X[:, s["U"]], lam[:, 1:])
+    np.testing.assert_allclose(h_lat, np.asarray(h), atol=1e-10 * (np.max(np.abs(h)) + 1e-300))
+
+
+@pytest.mark.parametrize("act", ["erf", "tanh"])
+def test_meanfield_error_shrinks_with_N(act):
+    """Nonlinear units: the mean-field output approaches the full network as N grows (~1/sqrt(N))."""
+    arch = ll.Architecture(activation=act)
+    sigma = ll.sigma_from_named(arch, {"zm": 0.3, "zu": 0.5, "vm": 0.5, "vu": 0.9, "mu": 0.2,
+                                       "zv": 0.1, "mm": 1.0, "uu": 1.5, "vv": 1.3, "zz": 1.0})
+    ff = ll.tasks.flip_flop(n_trials=4, dt=0.05, T_max=10.0, wait_min=2.0, wait_max=3.0,
+                            input_amplitude=2.0)
+    import jax
+    batch = ff(jax.random.PRNGKey(0))
+    y_mf = np.asarray(ll.run_latent(arch, sigma, batch.inputs, batch.dt))
+    errs = {}
+    for N in (100, 1000, 10000):
+        e = []
+        for seed in range(4):
+            X = ll.sample_vectors(arch, N, seed=seed, sigma=sigma)
+            y = np.asarray(ll.run_network(arch, X, batch.inputs, batch.dt))
+            e.append(np.sqrt(np.mean((y - y_mf) ** 2)))
+        errs[N] = np.mean(e)
+    # 100x more neurons: 1/sqrt(N) predicts a 10x smaller error; require at least 4x per 100x
+    assert errs[1000] < errs[100]
+    assert errs[10000] < errs[100] / 4, errs
+    assert errs[10000] < 0.05 * np.sqrt(np.mean(y_mf**2)), errs
