@@ -1,0 +1,96 @@
+"""Time per training epoch of the compiled learners (float32, CPU by default).
+
+Workloads (issue: core engine), goals on a 2-core machine:
+
+A  full linear network, N = 500, 400 steps, one epoch of GD ............ <= 2 ms
+B  rank-1 linear overlap map (exact), 400 steps ........................ <= 0.1 ms
+C  erf overlap dynamics, batch 128, 400 steps, fresh flip-flop trials ... <= 5 ms
+D  erf full network, N = 600, batch 10, 800 steps, fresh trials ........ <= 100 ms
+
+plus the ratio of full-network to overlap-dynamics time per epoch for N = 10^2 .. 10^5
+(linear, E1 task). Each timing compiles first (one short warm-up run with the same
+shapes), then times ``epochs`` epochs and reports the median of ``repeats`` runs.
+
+Usage: python benchmarks/bench_epochs.py [--quick] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import jax
+import numpy as np
+
+import lowrank_learning as ll
+
+GOALS_MS = {"A": 2.0, "B": 0.1, "C": 5.0, "D": 100.0}
+
+
+def _time_per_epoch(run, epochs: int, repeats: int) -> float:
+    run(min(epochs, 8))  # compile (the chunk size is shared with the timed run)
+    run(epochs)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run(epochs)
+        times.append((time.perf_counter() - t0) / epochs)
+    return float(np.median(times))
+
+
+def workloads(quick: bool):
+    lin = ll.Architecture()
+    erf = ll.Architecture(activation="erf")
+    e1 = ll.tasks.exponential_filter(c=0.2, dt=0.05, T_max=20.0)  # 400 steps
+    ff_c = ll.tasks.flip_flop(n_trials=128, dt=0.05, T_max=20.0, wait_min=1.0, wait_max=2.0,
+                              input_amplitude=2.0, target_amplitude=1.0, mask_after=0.5)
+    ff_d = ll.tasks.flip_flop(n_trials=10, dt=0.025, T_max=20.0)  # 800 steps (E6)
+    n = 64 if quick else 256
+    X_a = ll.sample_vectors(lin, 500, seed=0)
+    X_d = ll.sample_vectors(erf, 600, seed=0)
+    return {
+        "A": (lambda e: ll.learn_vectors(lin, X_a, e1, 5e-3, e, progress=False), n),
+        "B": (lambda e: ll.learn_overlaps(lin, ll.overlaps(X_a), e1, 5e-3, e, progress=False), 8 * n),
+        "C": (lambda e: ll.learn_overlaps(erf, ll.overlaps(X_d), ff_c, 1e-2, e, progress=False), n),
+        "D": (lambda e: ll.learn_vectors(erf, X_d, ff_d, 5e-2, e, progress=False), max(8, n // 8)),
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer epochs and sizes (smoke test)")
+    p.add_argument("--json", help="write the results to this file")
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args(argv)
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cores, "
+          f"{platform.processor() or platform.machine()}, float32")
+    results = {"workloads": {}, "ratio": {}}
+    for name, (run, epochs) in workloads(args.quick).items():
+        ms = 1e3 * _time_per_epoch(run, epochs, args.repeats)
+        ok = "meets" if ms <= GOALS_MS[name] else "MISSES"
+        results["workloads"][name] = {"ms_per_epoch": ms, "goal_ms": GOALS_MS[name]}
+        print(f"{name}: {ms:9.4f} ms/epoch   goal <= {GOALS_MS[name]:g} ms  ({ok} the goal)")
+    lin = ll.Architecture()
+    e1 = ll.tasks.exponential_filter()
+    sizes = (100, 1000, 10000) if args.quick else (100, 1000, 10000, 100000)
+    S0 = ll.overlaps(ll.sample_vectors(lin, 100, seed=0))
+    t_ov = _time_per_epoch(lambda e: ll.learn_overlaps(lin, S0, e1, 5e-3, e, progress=False), 128,
+                           args.repeats)
+    print(f"\nfull network vs overlap map, linear E1 task (overlap map: {1e3 * t_ov:.4f} ms/epoch, any N)")
+    for N in sizes:
+        X = ll.sample_vectors(lin, N, seed=0)
+        epochs = 64 if N <= 10000 else 16
+        t_full = _time_per_epoch(lambda e: ll.learn_vectors(lin, X, e1, 5e-3, e, progress=False),
+                                 epochs, args.repeats)
+        results["ratio"][N] = {"full_ms": 1e3 * t_full, "overlap_ms": 1e3 * t_ov, "ratio": t_full / t_ov}
+        print(f"  N = {N:>6}: full {1e3 * t_full:9.3f} ms/epoch   ratio full/overlap = {t_full / t_ov:8.1f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
