@@ -1,0 +1,44 @@
+"""lowrank_learning: learning dynamics of low-rank RNNs in overlap space.
+
+Reproducible companion to Y. Ger and O. Barak, "Learning reveals invisible structure in
+low-rank RNNs", arXiv:2605.04115. ``import lowrank_learning as ll``; ``ll.<name>`` is the API.
+"""
+
+from . import tasks
+from .activations import ACTIVATIONS, gain, phi
+from .architecture import Architecture
+from .errors import (
+    DivergenceError,
+    InvalidOverlapError,
+    InvalidParameterError,
+    LowRankError,
+    UnreachableOverlapError,
+)
+from .learning import OPTIMIZERS, RULES, flow_rhs, learn_overlaps, learn_vectors
+from .metric import metric_structure, overlap_metric
+from .network import network_loss, run_network
+from .overlaps import (
+    conserved_quantities,
+    flatten,
+    named,
+    overlaps,
+    sample_vectors,
+    sigma_from_named,
+    unflatten,
+    validate_sigma,
+)
+from .reduced import latent_inputs, overlap_gradient, overlap_loss, run_latent
+from .tasks import Batch
+from .trajectory import Trajectory
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS", "OPTIMIZERS", "RULES", "Architecture", "Batch", "DivergenceError",
+    "InvalidOverlapError", "InvalidParameterError", "LowRankError", "Trajectory",
+    "UnreachableOverlapError", "conserved_quantities", "flatten", "flow_rhs", "gain",
+    "latent_inputs", "learn_overlaps", "learn_vectors", "metric_structure", "named",
+    "network_loss", "overlap_gradient", "overlap_loss", "overlap_metric", "overlaps", "phi",
+    "run_latent", "run_network", "sample_vectors", "sigma_from_named", "tasks", "unflatten",
+    "validate_sigma", "__version__",
+]
