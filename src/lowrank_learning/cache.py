@@ -1,0 +1,419 @@
+"""A result cache for heavy computations, keyed by their inputs and the package's code.
+
+``memo(name, fn, *args, **kwargs)`` returns ``fn(*args, **kwargs)``, from disk when an entry
+for the same name, function, arguments and package source exists. Editing a plot never reruns
+a simulation (``plotting.py`` is not part of the key); editing the model code always does
+(:func:`source_hash`).
+
+Keys are built from a canonical, type-tagged encoding of the arguments (numbers, strings,
+containers, arrays, frozen dataclasses, JAX pytrees); anything else is a ``TypeError``, never a
+``repr`` or a pickle. Entries are ``.npz`` files holding the arrays, a JSON manifest of the
+structure and a checksum, written atomically and verified on load: a corrupt entry is reported,
+deleted and recomputed.
+
+Environment
+-----------
+``LOWRANK_LEARNING_CACHE``
+    Cache directory (default ``~/.cache/lowrank_learning``).
+``LOWRANK_LEARNING_NO_CACHE=1``
+    Bypass the cache: always call ``fn`` and store nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import re
+import struct
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["memo", "source_hash", "package_hash", "cache_dir", "cache_key", "CacheWarning"]
+
+_FORMAT = 1
+_MANIFEST = "__manifest__"
+_CHECKSUM = "__checksum__"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class CacheWarning(UserWarning):
+    """A cache entry was unusable (corrupt, truncated, tampered with) and was recomputed."""
+
+
+# --------------------------------------------------------------------------- source hash
+# Modules that only present or orchestrate results: editing them must not rerun a simulation.
+PRESENTATION_MODULES = ("plotting.py", "cli.py", "reproduce.py", "cache.py")
+
+
+def _hash_package(exclude=()) -> str:
+    spec = importlib.util.find_spec("lowrank_learning")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("cannot locate the installed lowrank_learning package")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    h = hashlib.sha256()
+    for rel in sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py")):
+        if rel in exclude:
+            continue
+        data = (root / rel).read_bytes()
+        h.update(rel.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def source_hash() -> str:
+    """sha256 of the package's model code: every ``*.py`` file except :data:`PRESENTATION_MODULES`.
+
+    Part of every cache key: changing the model always reruns a simulation, editing a plot
+    (``plotting.py``) or the command line never does. Computed once per process.
+    """
+    return _hash_package(exclude=PRESENTATION_MODULES)
+
+
+@functools.lru_cache(maxsize=1)
+def package_hash() -> str:
+    """sha256 over every ``*.py`` file of the package (plotting included): a notebook whose
+    figures may change must be re-executed (``lowrank-learning reproduce`` stamps use this)."""
+    return _hash_package()
+
+
+def cache_dir(override=None) -> Path:
+    """The cache directory: ``override``, else ``$LOWRANK_LEARNING_CACHE``, else ``~/.cache/lowrank_learning``."""
+    if override is not None:
+        return Path(override)
+    env = os.environ.get("LOWRANK_LEARNING_CACHE")
+    if env:
+        return Path(env)
+    return Path.home() / ".cache" / "lowrank_learning"
+
+
+def _disabled() -> bool:
+    return os.environ.get("LOWRANK_LEARNING_NO_CACHE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+# --------------------------------------------------------------------------- key encoding
+def _jax():
+    try:
+        import jax
+    except ImportError:  # pragma: no cover - jax is a dependency
+        return None
+    return jax
+
+
+def _as_numpy(x, where: str) -> np.ndarray | None:
+    """``x`` as a numpy array if it is a numpy/JAX array, else None."""
+    if isinstance(x, np.ndarray):
+        return x
+    jax = _jax()
+    if jax is not None and isinstance(x, jax.Array):
+        if isinstance(x, jax.core.Tracer):
+            raise TypeError(f"{where}: cannot cache on a traced JAX value (called inside jit/grad/vmap?)")
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        return np.asarray(x)
+    return None
+
+
+def _u64(n: int) -> bytes:
+    return struct.pack("<Q", n)
+
+
+def _bytes_token(tag: bytes, data: bytes) -> bytes:
+    return tag + _u64(len(data)) + data
+
+
+def _encode(x, where: str) -> bytes:
+    """Canonical, type-tagged byte encoding of ``x`` (``where`` names it in errors)."""
+    if x is None:
+        return b"N"
+    if isinstance(x, (bool, np.bool_)):
+        return b"T" if x else b"F"
+    if isinstance(x, (int, np.integer)):
+        return _bytes_token(b"I", str(int(x)).encode())
+    if isinstance(x, (float, np.floating)):
+        v = float(x)
+        return _bytes_token(b"D", (repr(v) if math.isnan(v) else v.hex()).encode())
+    if isinstance(x, str):
+        return _bytes_token(b"S", x.encode("utf-8"))
+    if isinstance(x, bytes):
+        return _bytes_token(b"B", x)
+    if isinstance(x, np.generic):  # complex and other numpy scalars
+        x = np.asarray(x)
+    arr = _as_numpy(x, where)
+    if arr is not None:
+        if arr.dtype.hasobject:
+            raise TypeError(f"{where}: object arrays cannot be part of a cache key")
+        arr = np.ascontiguousarray(arr)
+        head = json.dumps([arr.dtype.str, list(arr.shape)]).encode()
+        return b"A" + _bytes_token(b"h", head) + _bytes_token(b"d", arr.tobytes())
+    if isinstance(x, (tuple, list)):
+        tag = b"(" if isinstance(x, tuple) else b"["
+        items = [_encode(v, f"{where}[{i}]") for i, v in enumerate(x)]
+        return tag + _u64(len(items)) + b"".join(items)
+    if isinstance(x, dict):
+        pairs = sorted((_encode(k, f"{where} key {k!r}"), _encode(v, f"{where}[{k!r}]")) for k, v in x.items())
+        return b"{" + _u64(len(pairs)) + b"".join(k + v for k, v in pairs)
+    cls = type(x)
+    cls_name = f"{cls.__module__}.{cls.__qualname__}".encode()
+    if dataclasses.is_dataclass(x) and not isinstance(x, type) and cls.__dataclass_params__.frozen:
+        fields = dataclasses.fields(x)
+        out = [b"C", _bytes_token(b"c", cls_name), _u64(len(fields))]
+        for f in fields:
+            out.append(_bytes_token(b"f", f.name.encode()))
+            out.append(_encode(getattr(x, f.name), f"{where}.{f.name}"))
+        return b"".join(out)
+    jax = _jax()
+    if jax is not None:
+        children, treedef = jax.tree_util.tree_flatten(x, is_leaf=lambda y: y is not x)
+        node = treedef.node_data()
+        if node is not None and not (len(children) == 1 and children[0] is x):
+            _, aux = node
+            return (b"P" + _bytes_token(b"c", cls_name) + _encode(aux, f"{where} (pytree aux data)")
+                    + _encode(list(children), f"{where} (pytree children)"))
+    raise TypeError(
+        f"{where}: cannot build a cache key from an object of type {cls.__module__}.{cls.__qualname__}; "
+        "supported: None, bool, int, float, str, bytes, tuple/list/dict of these, numpy/JAX arrays, "
+        "frozen dataclasses and registered JAX pytrees"
+    )
+
+
+def _fn_name(fn) -> str:
+    qual = getattr(fn, "__qualname__", None)
+    mod = getattr(fn, "__module__", None)
+    if not qual or not isinstance(qual, str):
+        raise TypeError(f"memo: fn must be a function with a qualified name, got {type(fn).__name__}")
+    return f"{mod}.{qual}"
+
+
+def cache_key(name: str, fn, args: tuple = (), kwargs: dict | None = None) -> str:
+    """The hex sha256 key of a ``memo(name, fn, *args, **kwargs)`` call."""
+    kwargs = kwargs or {}
+    h = hashlib.sha256()
+    h.update(_bytes_token(b"v", str(_FORMAT).encode()))
+    h.update(_bytes_token(b"n", name.encode()))
+    h.update(_bytes_token(b"q", _fn_name(fn).encode()))
+    try:
+        for i, a in enumerate(args):
+            h.update(_encode(a, f"argument {i}"))
+        h.update(b"|")
+        for k in sorted(kwargs):
+            h.update(_bytes_token(b"k", k.encode()) + _encode(kwargs[k], f"argument {k!r}"))
+    except TypeError as exc:
+        raise TypeError(f"memo({name!r}, {_fn_name(fn)}): {exc}") from None
+    h.update(_bytes_token(b"s", source_hash().encode()))
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- value storage
+class _CorruptEntry(Exception):
+    pass
+
+
+def _pack(value, arrays: dict, where: str):
+    """JSON-able manifest node for ``value``; arrays are moved into ``arrays``."""
+    if value is None:
+        return {"t": "none"}
+    if isinstance(value, np.generic):  # numpy scalars keep their dtype (np.float64 is also a float)
+        key = f"a{len(arrays)}"
+        arr = np.asarray(value)
+        if arr.dtype.hasobject:
+            raise TypeError(f"{where}: object-dtype values cannot be cached")
+        arrays[key] = arr
+        return {"t": "scalar", "k": key}
+    if isinstance(value, bool):
+        return {"t": "bool", "v": value}
+    if isinstance(value, int):
+        return {"t": "int", "v": str(value)}
+    if isinstance(value, float):
+        return {"t": "float", "v": value.hex()}
+    if isinstance(value, str):
+        return {"t": "str", "v": value}
+    if isinstance(value, complex):
+        return {"t": "complex", "v": [value.real.hex(), value.imag.hex()]}
+    arr = _as_numpy(value, where)
+    if arr is not None:
+        if arr.dtype.hasobject:
+            raise TypeError(f"{where}: object arrays cannot be cached")
+        key = f"a{len(arrays)}"
+        arrays[key] = np.ascontiguousarray(arr)
+        return {"t": "array", "k": key}
+    if isinstance(value, (list, tuple)):
+        return {"t": "list" if isinstance(value, list) else "tuple",
+                "v": [_pack(v, arrays, f"{where}[{i}]") for i, v in enumerate(value)]}
+    if isinstance(value, dict):
+        for k in value:
+            if not (k is None or isinstance(k, (str, int, float))):
+                raise TypeError(f"{where}: dict keys must be str, int, float, bool or None to be cached, got {k!r}")
+        return {"t": "dict", "v": [[_pack(k, arrays, f"{where} key"), _pack(v, arrays, f"{where}[{k!r}]")]
+                                   for k, v in value.items()]}
+    from lowrank_learning.trajectory import Trajectory
+
+    if isinstance(value, Trajectory):
+        return {"t": "trajectory", "v": _pack(value.to_dict(), arrays, f"{where} (Trajectory)")}
+    raise TypeError(
+        f"{where}: cannot cache a value of type {type(value).__module__}.{type(value).__qualname__}; "
+        "supported: numpy/JAX arrays, Python scalars and strings, Trajectory, and dicts/lists/tuples of these"
+    )
+
+
+def _unpack(node, arrays):
+    t = node["t"]
+    if t == "none":
+        return None
+    if t == "bool":
+        return bool(node["v"])
+    if t == "int":
+        return int(node["v"])
+    if t == "float":
+        return float.fromhex(node["v"])
+    if t == "complex":
+        return complex(float.fromhex(node["v"][0]), float.fromhex(node["v"][1]))
+    if t == "str":
+        return str(node["v"])
+    if t == "array":
+        return arrays[node["k"]]
+    if t == "scalar":
+        return arrays[node["k"]][()]
+    if t == "list":
+        return [_unpack(v, arrays) for v in node["v"]]
+    if t == "tuple":
+        return tuple(_unpack(v, arrays) for v in node["v"])
+    if t == "dict":
+        return {_unpack(k, arrays): _unpack(v, arrays) for k, v in node["v"]}
+    if t == "trajectory":
+        from lowrank_learning.trajectory import Trajectory
+
+        return Trajectory.from_dict(_unpack(node["v"], arrays))
+    raise _CorruptEntry(f"unknown node type {t!r} in manifest")
+
+
+def _checksum(manifest: bytes, arrays: dict) -> str:
+    h = hashlib.sha256()
+    h.update(_bytes_token(b"m", manifest))
+    for key in sorted(arrays):
+        arr = np.ascontiguousarray(arrays[key])
+        head = json.dumps([key, arr.dtype.str, list(arr.shape)]).encode()
+        h.update(_bytes_token(b"h", head) + _bytes_token(b"d", arr.tobytes()))
+    return h.hexdigest()
+
+
+def _write(path: Path, key: str, name: str, value) -> None:
+    arrays: dict[str, np.ndarray] = {}
+    tree = _pack(value, arrays, f"return value of {name!r}")
+    manifest = json.dumps({"format": _FORMAT, "key": key, "name": name, "tree": tree},
+                          sort_keys=True).encode()
+    payload = dict(arrays)
+    payload[_MANIFEST] = np.frombuffer(manifest, dtype=np.uint8)
+    payload[_CHECKSUM] = np.array(_checksum(manifest, arrays))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _read(path: Path, key: str):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = set(z.files)
+            for required in (_MANIFEST, _CHECKSUM):
+                if required not in files:
+                    raise _CorruptEntry(f"missing {required}")
+            manifest_arr = z[_MANIFEST]
+            if manifest_arr.dtype != np.uint8 or manifest_arr.ndim != 1:
+                raise _CorruptEntry("malformed manifest")
+            manifest = manifest_arr.tobytes()
+            meta = json.loads(manifest.decode())
+            if meta.get("format") != _FORMAT or meta.get("key") != key:
+                raise _CorruptEntry("manifest does not belong to this key")
+            arrays = {k: z[k] for k in files - {_MANIFEST, _CHECKSUM}}
+            stored = str(z[_CHECKSUM][()])
+    except _CorruptEntry:
+        raise
+    except Exception as exc:  # bad zip, truncated member, bad JSON, bad header, ...
+        raise _CorruptEntry(f"{type(exc).__name__}: {exc}") from exc
+    if _checksum(manifest, arrays) != stored:
+        raise _CorruptEntry("checksum mismatch")
+    try:
+        return _unpack(meta["tree"], arrays)
+    except _CorruptEntry:
+        raise
+    except Exception as exc:
+        raise _CorruptEntry(f"{type(exc).__name__}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- public API
+def entry_path(name: str, key: str, cache_dir_override=None) -> Path:
+    """Where the entry for ``name``/``key`` lives: ``<cache dir>/<name>/<key>.npz``."""
+    return cache_dir(cache_dir_override) / name / f"{key}.npz"
+
+
+def memo(name: str, fn, *args, cache_dir=None, **kwargs):
+    """``fn(*args, **kwargs)``, from the cache when a valid entry exists.
+
+    Parameters
+    ----------
+    name : str
+        A label for the computation (letters, digits, ``_ . -``); also the entry's sub-folder.
+    fn : callable
+        A function with a qualified name (module-level function or method).
+    *args, **kwargs
+        Passed to ``fn``; together with ``name``, ``fn``'s qualified name and
+        :func:`source_hash` they form the key. Each must be None, bool, int, float, str,
+        a tuple/list/dict of these, a numpy/JAX array, a frozen dataclass or a JAX pytree.
+    cache_dir : path, optional
+        Overrides ``$LOWRANK_LEARNING_CACHE`` (keyword-only; not passed to ``fn``).
+
+    Returns
+    -------
+    What ``fn`` returns. Arrays come back from the cache as numpy arrays (JAX arrays are stored
+    as numpy). Supported return values: numpy/JAX arrays, Python scalars and strings,
+    :class:`~lowrank_learning.Trajectory`, and nested dicts/lists/tuples of these.
+
+    Raises
+    ------
+    TypeError
+        An argument cannot be part of a key, or the return value cannot be stored.
+
+    Examples
+    --------
+    >>> traj = memo("e1_gd", ll.learn_vectors, arch, task, N=500, epochs=2000)  # doctest: +SKIP
+    """
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(f"memo: name must be a non-empty string of letters, digits, '_', '.', '-'; got {name!r}")
+    if _disabled():
+        return fn(*args, **kwargs)
+    key = cache_key(name, fn, args, kwargs)
+    path = entry_path(name, key, cache_dir)
+    if path.exists():
+        try:
+            return _read(path, key)
+        except _CorruptEntry as exc:
+            warnings.warn(f"cache entry {path} is unusable ({exc}); deleting it and recomputing",
+                          CacheWarning, stacklevel=2)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+    value = fn(*args, **kwargs)
+    _write(path, key, name, value)
+    return value

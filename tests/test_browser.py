@@ -1,0 +1,138 @@
+"""Open every page of the built book in headless Chromium and check what a reader would see.
+
+Needs a built site (``lowrank-learning book``; default ``_build/html``, or
+``$LOWRANK_LEARNING_BUILDDIR/html``), Playwright for Python and Debian's Chromium (installed by
+``tests/_browser_helpers.py`` when missing). Run with ``pytest -m browser``. Per page: HTTP 200,
+every image decoded, every math element typeset by MathJax with no raw TeX left, no console
+errors, no failed requests and no request leaving 127.0.0.1 (the book must work offline).
+Writes ``<builddir>/screenshots/index.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _browser_helpers as bh  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = Path(os.environ.get("LOWRANK_LEARNING_BUILDDIR", ROOT / "_build"))
+HTML = BUILD / "html"
+MISSING = "<no built site>"
+PAGES = bh.html_pages(HTML) if (HTML / "index.html").is_file() else [MISSING]
+
+
+def _require(site):
+    """Fail (not skip, not error) when there is no site: CI builds it before this test."""
+    if site is None:
+        pytest.fail(f"no built site at {HTML}: build it first with `lowrank-learning book` "
+                    "(after `lowrank-learning reproduce`)", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def site():
+    if not (HTML / "index.html").is_file():
+        yield None
+        return
+    with bh.serve(HTML) as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="module")
+def browser(site):
+    if site is None:
+        yield None
+        return
+    try:
+        import playwright.sync_api as playwright
+    except ImportError:
+        pytest.fail("Playwright is not installed: pip install 'lowrank-learning[book]' (or pip install playwright); "
+                    "no browser download is needed, Debian's chromium is used", pytrace=False)
+    executable = bh.ensure_chromium()
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, headless=True, args=bh.CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def _visit(browser, base_url: str, rel: str, screenshot: Path | None = None) -> list[str]:
+    """Load ``rel`` and return the problems found (empty when the page is fine)."""
+    problems: list[str] = []
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+
+    def route(r):
+        if r.request.url.startswith(base_url) or r.request.url.startswith(("data:", "blob:")):
+            r.continue_()
+        else:
+            problems.append(f"request leaves the site (needs network): {r.request.url}")
+            r.abort()
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.on("console", lambda m: m.type == "error" and problems.append(f"console error: {m.text}"))
+    page.on("pageerror", lambda e: problems.append(f"uncaught exception: {e}"))
+    page.on("requestfailed", lambda r: r.url.startswith(base_url)
+            and problems.append(f"request failed: {r.url} ({r.failure})"))
+    page.on("response", lambda r: r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}"))
+    try:
+        response = page.goto(base_url + rel, wait_until="load")
+        if response is None or response.status != 200:
+            problems.append(f"page did not load: HTTP {None if response is None else response.status}")
+            return problems
+        if page.locator('meta[http-equiv="refresh" i]').count():  # index.html redirects to the root page
+            page.wait_for_url(lambda u: u != base_url + rel, timeout=10_000)
+            page.wait_for_load_state("load")
+        page.wait_for_load_state("networkidle")
+        state = page.evaluate(bh.JS_MATHJAX_DONE)
+        broken = page.evaluate(bh.JS_BROKEN_IMAGES)
+        problems += [f"image not loaded: {src}" for src in broken]
+        math = page.evaluate(bh.JS_MATH_REPORT)
+        if math["n_math"] and state != "done":
+            problems.append(f"page has {math['n_math']} math elements but MathJax is {state}")
+        problems += [f"math not typeset: {t!r}" for t in math["untypeset"][:5]]
+        problems += [f"MathJax error: {t!r}" for t in math["errors"][:5]]
+        problems += [f"raw TeX in visible text: {t!r}" for t in math["raw"][:5]]
+        if math["n_math"] and not math["n_rendered"]:
+            problems.append("math on the page but no mjx-container")
+        page.wait_for_load_state("networkidle")
+        if screenshot is not None:
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(screenshot), full_page=True)
+    finally:
+        context.close()
+    return problems
+
+
+@pytest.mark.parametrize("rel", PAGES)
+def test_page(site, browser, rel):
+    _require(site)
+    problems = _visit(browser, site, rel)
+    assert not problems, f"{rel}:\n  " + "\n  ".join(problems)
+
+
+def test_book_has_rendered_math_and_figures(site, browser):
+    """The site as a whole: some page has typeset math, some page has a figure."""
+    import re
+
+    _require(site)
+
+    html = {p: (HTML / p).read_text(encoding="utf-8", errors="replace") for p in PAGES}
+    assert any('class="math' in t for t in html.values()), "no page of the book contains math"
+    assert any(re.search(r"<img[^>]+src=", t) for p, t in html.items() if p.startswith("book/results/")), \
+        "no result page contains a figure"
+
+
+def test_index_screenshot(site, browser):
+    _require(site)
+    shot = BUILD / "screenshots" / "index.png"
+    if shot.exists():
+        shot.unlink()
+    problems = _visit(browser, site, "index.html", screenshot=shot)
+    assert not problems, "index.html:\n  " + "\n  ".join(problems)
+    assert shot.is_file() and shot.stat().st_size > 10_000, f"screenshot {shot} missing or empty"

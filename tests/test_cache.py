@@ -1,0 +1,358 @@
+"""The result cache: hits, misses, invalidation by source, corruption, atomic writes, keys."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lowrank_learning as ll
+from lowrank_learning import cache
+from lowrank_learning.cache import CacheWarning, cache_key, memo
+
+
+class Counter:
+    """Wraps a function and counts how often it really runs."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+        self.__qualname__ = f"Counter[{fn.__qualname__}]"
+        self.__module__ = __name__
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+
+def simulate(x, n=3, scale=1.0):
+    x = np.asarray(x, dtype=float)
+    return {"traj": np.outer(np.arange(n), x) * scale, "final": float(x.sum() * scale), "n": n,
+            "label": "sim", "parts": (np.ones(2), [1, 2.5, None, True])}
+
+
+@pytest.fixture
+def tmp_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOWRANK_LEARNING_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("LOWRANK_LEARNING_NO_CACHE", raising=False)
+    return tmp_path / "cache"
+
+
+def _entries(root):
+    return sorted(p for p in root.rglob("*.npz"))
+
+
+def _assert_same(a, b):
+    assert type(a) is type(b)
+    if isinstance(a, dict):
+        assert list(a) == list(b)
+        for k in a:
+            _assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+    else:
+        assert a == b
+
+
+def test_hit_returns_identical_values_without_calling(tmp_cache):
+    fn = Counter(simulate)
+    first = memo("sim", fn, np.array([1.0, 2.0]), n=4, scale=0.5)
+    second = memo("sim", fn, np.array([1.0, 2.0]), n=4, scale=0.5)
+    assert fn.calls == 1
+    _assert_same(first, second)
+    assert second["final"] == 1.5 and second["traj"].shape == (4, 2)
+    assert len(_entries(tmp_cache)) == 1
+    # the entry is a plain npz, readable without pickles
+    with np.load(_entries(tmp_cache)[0], allow_pickle=False) as z:
+        assert "__manifest__" in z.files and "__checksum__" in z.files
+
+
+def test_changed_argument_is_a_miss(tmp_cache):
+    fn = Counter(simulate)
+    memo("sim", fn, np.array([1.0, 2.0]), n=4)
+    memo("sim", fn, np.array([1.0, 2.0]), n=5)                      # kwarg value
+    memo("sim", fn, np.array([1.0, 2.5]), n=4)                      # array content
+    memo("sim", fn, np.array([1.0, 2.0], dtype=np.float32), n=4)    # array dtype
+    memo("sim", fn, np.array([[1.0, 2.0]]), n=4)                    # array shape
+    memo("other", fn, np.array([1.0, 2.0]), n=4)                    # name
+    assert fn.calls == 6
+    memo("sim", fn, np.array([1.0, 2.0]), n=4)
+    assert fn.calls == 6
+
+
+def test_changed_source_hash_is_a_miss(tmp_cache, monkeypatch):
+    fn = Counter(simulate)
+    memo("sim", fn, [1.0, 2.0])
+    real = cache.source_hash()
+    assert len(real) == 64
+    monkeypatch.setattr(cache, "source_hash", lambda: "0" * 64)
+    memo("sim", fn, [1.0, 2.0])
+    assert fn.calls == 2
+    monkeypatch.setattr(cache, "source_hash", lambda: real)
+    memo("sim", fn, [1.0, 2.0])
+    assert fn.calls == 2
+
+
+def test_source_hash_covers_package_files():
+    h = cache.source_hash()
+    assert h == cache.source_hash()
+    assert all(c in "0123456789abcdef" for c in h)
+
+
+def test_plot_code_is_not_part_of_the_key():
+    """Editing plotting.py must not rerun simulations; the notebooks' stamp still sees it."""
+    assert "plotting.py" in cache.PRESENTATION_MODULES
+    assert cache.source_hash() == cache._hash_package(exclude=cache.PRESENTATION_MODULES)
+    assert cache.package_hash() != cache.source_hash()
+    assert cache._hash_package(exclude=("plotting.py",)) != cache.package_hash()
+
+
+def _corrupt_truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _corrupt_garbage(path):
+    path.write_bytes(os.urandom(300))
+
+
+def _corrupt_checksum(path):
+    """A well-formed zip whose array bytes no longer match the stored checksum."""
+    with np.load(path, allow_pickle=False) as z:
+        content = {k: z[k] for k in z.files}
+    key = next(k for k in content if not k.startswith("__") and content[k].size > 1)
+    content[key] = content[key] + 1.0
+    with open(path, "wb") as f:
+        np.savez(f, **content)
+
+
+def _corrupt_missing_key(path):
+    with np.load(path, allow_pickle=False) as z:
+        content = {k: z[k] for k in z.files if k != "__checksum__"}
+    with open(path, "wb") as f:
+        np.savez(f, **content)
+
+
+def _corrupt_member(path):
+    """Flip bytes inside a zip member (CRC mismatch on read)."""
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 3
+    data[mid:mid + 16] = bytes(16)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("corrupt", [_corrupt_truncate, _corrupt_garbage, _corrupt_checksum,
+                                     _corrupt_missing_key, _corrupt_member])
+def test_corrupt_entry_is_recomputed_with_a_warning(tmp_cache, corrupt):
+    fn = Counter(simulate)
+    good = memo("sim", fn, [1.0, 2.0], n=6)
+    (path,) = _entries(tmp_cache)
+    corrupt(path)
+    with pytest.warns(CacheWarning, match="unusable"):
+        again = memo("sim", fn, [1.0, 2.0], n=6)
+    assert fn.calls == 2
+    _assert_same(good, again)
+    # the bad entry was replaced by a good one
+    (path2,) = _entries(tmp_cache)
+    assert path2 == path
+    memo("sim", fn, [1.0, 2.0], n=6)
+    assert fn.calls == 2
+
+
+def test_corrupt_entry_is_never_returned(tmp_cache):
+    """A tampered entry with a recomputed-looking zip but wrong values must not come back."""
+    fn = Counter(lambda: np.arange(5.0))
+    fn.__qualname__ = "arange5"
+    memo("ar", fn)
+    (path,) = _entries(tmp_cache)
+    _corrupt_checksum(path)
+    with pytest.warns(CacheWarning):
+        value = memo("ar", fn)
+    np.testing.assert_array_equal(value, np.arange(5.0))
+
+
+def test_atomic_write_failure_leaves_no_entry(tmp_cache, monkeypatch):
+    fn = Counter(simulate)
+
+    def exploding_savez(file, **arrays):
+        file.write(b"PK\x03\x04partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cache.np, "savez", exploding_savez)
+    with pytest.raises(OSError, match="disk full"):
+        memo("sim", fn, [1.0])
+    assert not [p for p in tmp_cache.rglob("*") if p.is_file()], "a failed write left a file behind"
+    monkeypatch.undo()
+    monkeypatch.setenv("LOWRANK_LEARNING_CACHE", str(tmp_cache))
+    memo("sim", fn, [1.0])
+    assert fn.calls == 2 and len(_entries(tmp_cache)) == 1
+    assert not [p for p in tmp_cache.rglob("*") if p.is_file() and p.suffix != ".npz"]
+
+
+def _trajectory(with_vectors: bool):
+    arch = ll.Architecture(rank=1, n_in=1, n_out=1, activation="erf")
+    rng = np.random.default_rng(0)
+    sigma = rng.normal(size=(7, 4, 4))
+    return ll.Trajectory(arch, rng.normal(size=7), sigma, rng.normal(size=(4, 4)), 0.05, "gd",
+                         rng.normal(size=(30, 4)) if with_vectors else None)
+
+
+@pytest.mark.parametrize("with_vectors", [True, False])
+def test_trajectory_round_trip(tmp_cache, with_vectors):
+    traj = _trajectory(with_vectors)
+    fn = Counter(lambda: {"run": traj, "runs": [traj, traj]})
+    fn.__qualname__ = f"make_traj_{with_vectors}"
+    memo("traj", fn)
+    back = memo("traj", fn)
+    assert fn.calls == 1
+    for t in (back["run"], *back["runs"]):
+        assert isinstance(t, ll.Trajectory)
+        assert t.arch == traj.arch and t.lr == traj.lr and t.method == traj.method
+        np.testing.assert_array_equal(t.loss, traj.loss)
+        np.testing.assert_array_equal(t.sigma, traj.sigma)
+        np.testing.assert_array_equal(t.final_sigma, traj.final_sigma)
+        if with_vectors:
+            np.testing.assert_array_equal(t.final_vectors, traj.final_vectors)
+        else:
+            assert t.final_vectors is None
+
+
+def test_scalars_and_jax_arrays_round_trip(tmp_cache):
+    value = {"f": 0.1, "i": 2**70, "b": False, "none": None, "s": "σ_zm", "c": 1 + 2j,
+             "np_scalar": np.float32(1.5), "jax": jnp.arange(3), 3: "int key"}
+    fn = Counter(lambda: value)
+    fn.__qualname__ = "values"
+    memo("vals", fn)
+    back = memo("vals", fn)
+    assert fn.calls == 1
+    assert back["f"] == 0.1 and back["i"] == 2**70 and back["b"] is False and back["none"] is None
+    assert back["s"] == "σ_zm" and back["c"] == 1 + 2j and back[3] == "int key"
+    assert back["np_scalar"].dtype == np.float32 and back["np_scalar"] == 1.5
+    np.testing.assert_array_equal(back["jax"], np.arange(3))
+
+
+def test_key_encoding_of_supported_arguments():
+    arch = ll.Architecture(rank=1, n_in=1, n_out=1, activation="linear")
+    ff = ll.tasks.FlipFlop(n_trials=4)
+    batch = ll.Batch(np.zeros((2, 3, 1)), np.ones((2, 3, 1)), dt=0.1)
+
+    def key(*a, **k):
+        return cache_key("k", simulate, a, k)
+
+    base = key(arch, ff, batch, jnp.ones(3), jax.random.PRNGKey(0), {"b": 1, "a": [1, (2, None)]})
+    assert base == key(arch, ff, batch, jnp.ones(3), jax.random.PRNGKey(0), {"a": [1, (2, None)], "b": 1})
+    assert base == key(ll.Architecture(1, 1, 1, "linear"), ll.tasks.FlipFlop(n_trials=4),
+                       ll.Batch(np.zeros((2, 3, 1)), np.ones((2, 3, 1)), dt=0.1),
+                       np.ones(3), np.asarray(jax.random.PRNGKey(0)), {"a": [1, (2, None)], "b": 1})
+    variants = [
+        key(ll.Architecture(1, 1, 1, "erf"), ff, batch, jnp.ones(3), jax.random.PRNGKey(0), {"b": 1, "a": [1, (2, None)]}),
+        key(arch, ll.tasks.FlipFlop(n_trials=5), batch, jnp.ones(3), jax.random.PRNGKey(0), {"b": 1, "a": [1, (2, None)]}),
+        key(arch, ff, ll.Batch(np.zeros((2, 3, 1)), np.ones((2, 3, 1)), dt=0.2), jnp.ones(3), jax.random.PRNGKey(0), {"b": 1, "a": [1, (2, None)]}),
+        key(arch, ff, batch, jnp.ones(3), jax.random.PRNGKey(1), {"b": 1, "a": [1, (2, None)]}),
+        key(arch, ff, batch, jnp.ones(3), jax.random.PRNGKey(0), {"b": 1, "a": [1, [2, None]]}),   # tuple vs list
+        key(arch, ff, batch, jnp.ones(3), jax.random.PRNGKey(0), {"b": 1.0, "a": [1, (2, None)]}),  # int vs float
+        key(arch, ff, batch, jnp.ones(3), jax.random.PRNGKey(0), {"b": True, "a": [1, (2, None)]}),  # int vs bool
+    ]
+    assert len({base, *variants}) == len(variants) + 1
+    # positional and keyword arguments are different calls
+    assert key(1) != cache_key("k", simulate, (), {"x": 1})
+    # new-style typed PRNG keys are encoded by their data
+    assert key(jax.random.key(3)) == key(jax.random.key(3)) != key(jax.random.key(4))
+
+
+def test_registered_pytree_that_is_not_a_dataclass():
+    @jax.tree_util.register_pytree_node_class
+    class Pair:
+        def __init__(self, a, b, tag):
+            self.a, self.b, self.tag = a, b, tag
+
+        def tree_flatten(self):
+            return (self.a, self.b), self.tag
+
+        @classmethod
+        def tree_unflatten(cls, tag, children):
+            return cls(*children, tag)
+
+    k = lambda p: cache_key("k", simulate, (p,), {})  # noqa: E731
+    assert k(Pair(np.ones(2), 1.0, "x")) == k(Pair(np.ones(2), 1.0, "x"))
+    assert k(Pair(np.ones(2), 1.0, "x")) != k(Pair(np.ones(2), 1.0, "y"))
+    assert k(Pair(np.ones(2), 1.0, "x")) != k(Pair(np.ones(2), 2.0, "x"))
+
+
+class Opaque:
+    pass
+
+
+@dataclass  # not frozen: mutable, so not a valid key
+class Mutable:
+    x: int = 1
+
+
+@pytest.mark.parametrize("bad, where", [
+    (Opaque(), "argument 0"),
+    ([1, Opaque()], r"argument 0\[1\]"),
+    (Mutable(), "argument 0"),
+    (np.array([object()]), "object arrays"),
+    ({1, 2}, "argument 0"),
+    (lambda: 0, "argument 0"),
+])
+def test_unsupported_argument_is_a_type_error(tmp_cache, bad, where):
+    fn = Counter(simulate)
+    with pytest.raises(TypeError, match=where):
+        memo("sim", fn, bad)
+    assert fn.calls == 0
+
+
+def test_unsupported_keyword_argument_names_it(tmp_cache):
+    with pytest.raises(TypeError, match="argument 'model'"):
+        memo("sim", simulate, 1.0, model=Opaque())
+
+
+def test_unsupported_return_value_is_a_type_error(tmp_cache):
+    fn = Counter(lambda: {"x": Opaque()})
+    fn.__qualname__ = "opaque"
+    with pytest.raises(TypeError, match="cannot cache a value"):
+        memo("bad", fn)
+    assert not _entries(tmp_cache)
+
+
+def test_no_cache_env_and_cache_dir_override(tmp_cache, tmp_path, monkeypatch):
+    fn = Counter(simulate)
+    monkeypatch.setenv("LOWRANK_LEARNING_NO_CACHE", "1")
+    memo("sim", fn, [1.0])
+    memo("sim", fn, [1.0])
+    assert fn.calls == 2 and not _entries(tmp_cache)
+    monkeypatch.delenv("LOWRANK_LEARNING_NO_CACHE")
+    other = tmp_path / "elsewhere"
+    memo("sim", fn, [1.0], cache_dir=other)
+    memo("sim", fn, [1.0], cache_dir=other)
+    assert fn.calls == 3 and len(_entries(other)) == 1 and not _entries(tmp_cache)
+
+
+def test_default_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("LOWRANK_LEARNING_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cache.cache_dir() == tmp_path / ".cache" / "lowrank_learning"
+
+
+def test_bad_name_is_rejected(tmp_cache):
+    with pytest.raises(ValueError, match="name"):
+        memo("../escape", simulate, 1.0)
+
+
+def test_bad_zip_detected_by_zipfile_too(tmp_cache):
+    """Sanity check of the corruption helpers: a truncated entry is not a valid zip."""
+    memo("sim", simulate, [1.0])
+    (path,) = _entries(tmp_cache)
+    _corrupt_truncate(path)
+    with pytest.raises(zipfile.BadZipFile):
+        zipfile.ZipFile(path).testzip()

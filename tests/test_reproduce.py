@@ -1,0 +1,215 @@
+"""`lowrank-learning reproduce` / `book` on tiny notebooks in a temporary repository.
+
+Validation tests run no kernel; one test executes notebooks (3 kernel starts in all).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lowrank_learning import cache, cli
+from lowrank_learning import reproduce as rp
+
+PARAMS = 'n = 3\nscale = 1.5\nlabel = "a"\nflags = [1, 2]\nlog = "log.txt"  # where each run appends a line'
+GOOD = 'with open(log, "a") as f:\n    f.write(f"{n} {scale} {label} {flags}\\n")\nprint(n * scale)'
+BAD = 'x = 1\nraise ValueError("boom " + label)'
+PROFILES = """\
+good:
+  title: "Good notebook"
+  quick: {n: 4}
+  paper: {n: 5, scale: 2}
+bad:
+  title: "Failing notebook"
+  quick: {}
+  paper: {}
+"""
+
+
+def _notebook(path: Path, body: str, params: str = PARAMS, tag: bool = True) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    p = nbformat.v4.new_code_cell(params)
+    if tag:
+        p.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# A result"), p, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, str(path))
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    _notebook(tmp_path / "notebooks" / "good.ipynb", GOOD)
+    _notebook(tmp_path / "notebooks" / "bad.ipynb", BAD)
+    (tmp_path / "notebooks" / "profiles.yml").write_text(PROFILES)
+    monkeypatch.setenv("LOWRANK_LEARNING_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def _log(repo) -> list[str]:
+    p = repo / "notebooks" / "log.txt"
+    return p.read_text().splitlines() if p.exists() else []
+
+
+def _nothing_ran(repo) -> None:
+    assert not _log(repo)
+    assert not (repo / "book" / "results").exists()
+
+
+# --------------------------------------------------------------------------- validation
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"profile": "fast"}, ["unknown profile 'fast'", "quick", "paper"]),
+    ({"only": ["good", "nope"]}, ["unknown notebook 'nope'", "good, bad"]),
+    ({"sets": ["nn=4"]}, ["'nn' is not a parameter", "n, scale, label, flags, log"]),
+    ({"sets": ["good.nn=4"]}, ["'nn' is not a parameter of notebook 'good'", "n, scale, label, flags, log"]),
+    ({"sets": ["other.n=4"]}, ["notebook 'other' is not selected", "good, bad"]),
+    ({"sets": ["n=2.5"]}, ["'n' expects int", "float 2.5"]),
+    ({"sets": ["n=True"]}, ["'n' expects int", "bool"]),
+    ({"sets": ["scale=fast"]}, ["'scale' expects float", "str 'fast'"]),
+    ({"sets": ["flags=3"]}, ["'flags' expects list"]),
+    ({"sets": ["n"]}, ["expected NAME=VALUE"]),
+    ({"jobs": 0}, ["--jobs"]),
+])
+def test_invalid_input_fails_before_running(repo, capsys, kwargs, expected):
+    assert rp.reproduce(root=repo, progress=False, **kwargs) == 2
+    err = capsys.readouterr().err
+    for text in expected:
+        assert text in err
+    _nothing_ran(repo)
+
+
+def test_profile_values_are_checked(repo, capsys):
+    (repo / "notebooks" / "profiles.yml").write_text(PROFILES.replace("{n: 4}", "{n: 4, depth: 2}"))
+    assert rp.reproduce(root=repo, profile="quick", progress=False) == 2
+    err = capsys.readouterr().err
+    assert "sets 'depth'" in err and "valid parameters: n, scale, label, flags, log" in err
+    (repo / "notebooks" / "profiles.yml").write_text(PROFILES.replace("{n: 4}", "{scale: 1e-3}"))
+    assert rp.reproduce(root=repo, profile="quick", progress=False) == 2
+    err = capsys.readouterr().err
+    assert "'scale' expects float" in err and "1.0e-3" in err  # the YAML hint
+    _nothing_ran(repo)
+
+
+def test_notebook_problems_fail_before_running(repo, capsys):
+    (repo / "notebooks" / "profiles.yml").write_text(PROFILES + "missing:\n  quick: {}\n  paper: {}\n")
+    assert rp.reproduce(root=repo, profile="quick", progress=False) == 2
+    assert "missing.ipynb does not exist" in capsys.readouterr().err
+    (repo / "notebooks" / "profiles.yml").write_text(PROFILES)
+    _notebook(repo / "notebooks" / "bad.ipynb", BAD, tag=False)
+    assert rp.reproduce(root=repo, profile="quick", progress=False) == 2
+    assert "exactly one cell tagged 'parameters'" in capsys.readouterr().err
+    _nothing_ran(repo)
+
+
+def test_resolved_parameters(repo):
+    jobs = rp.plan(rp.Layout(repo), "paper", only=["good"],
+                   sets=["scale=3", "label=erf", "good.flags=(4, 5)", "log=other.txt"])
+    (job,) = jobs
+    assert job.parameters == {"n": 5, "scale": 3.0, "label": "erf", "flags": [4, 5], "log": "other.txt"}
+    assert isinstance(job.parameters["scale"], float)          # int accepted where float expected
+    (job,) = rp.plan(rp.Layout(repo), "quick", only=["good"], sets=["label=3"])
+    assert job.parameters == {"n": 4, "label": "3"}            # str parameter keeps the text
+    assert [j.name for j in rp.plan(rp.Layout(repo), "quick")] == ["good", "bad"]  # book order
+
+
+def test_cli_parses_and_delegates(repo, capsys):
+    assert cli.main(["--root", str(repo), "reproduce", "--profile", "fast"]) == 2
+    assert "valid profiles: quick, paper" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["reproduce", "--jobs", "0"])
+    assert exc.value.code == 2
+    _nothing_ran(repo)
+
+
+def test_book_requires_executed_notebooks(repo, capsys):
+    (repo / "book").mkdir()
+    (repo / "book" / "intro.md").write_text("# Intro\n")
+    (repo / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
+                                   "  - file: book/results/good\n  - file: book/results/bad\n")
+    assert rp.build_book(root=repo) == 2
+    err = capsys.readouterr().err
+    assert "book/results/good.ipynb" in err and "book/results/bad.ipynb" in err
+    assert "lowrank-learning reproduce" in err
+    assert not (repo / "_build").exists()
+
+
+# --------------------------------------------------------------------------- cleanup (no kernel)
+def _job(repo) -> dict:
+    (job,) = rp.plan(rp.Layout(repo), "quick", only=["good"])
+    return rp._job_dict(job)
+
+
+def _finished(repo, name="good"):
+    results = repo / "book" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.ipynb").write_text("{}")
+    (results / f"{name}.stamp.json").write_text("{}")
+    return results
+
+
+def test_interrupt_leaves_no_partial_output(repo, monkeypatch):
+    results = _finished(repo)
+
+    def interrupted(src, out, **kw):
+        Path(out).write_text('{"cells": []}')  # papermill writes as it goes
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("papermill.execute_notebook", interrupted)
+    outcome = rp.execute_job(_job(repo), str(repo / "notebooks"))
+    assert outcome["status"] == "interrupted"
+    # no temporary file; the previous successful result and its stamp are untouched
+    assert sorted(p.name for p in results.iterdir()) == ["good.ipynb", "good.stamp.json"]
+
+
+def test_crash_removes_stale_output(repo, monkeypatch):
+    results = _finished(repo)
+
+    def crash(src, out, **kw):
+        Path(out).write_text('{"cells": []}')
+        raise RuntimeError("kernel died")
+
+    monkeypatch.setattr("papermill.execute_notebook", crash)
+    outcome = rp.execute_job(_job(repo), str(repo / "notebooks"))
+    assert outcome["status"] == "failed" and "kernel died" in outcome["message"]
+    assert list(results.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- execution
+def test_run_failure_skip_and_rerun(repo, capsys, monkeypatch):
+    results = _finished(repo, "bad")  # a stale result of the notebook that will now fail
+
+    # 1. both run in parallel; bad fails, good still completes
+    assert rp.reproduce(root=repo, profile="quick", jobs=2, progress=False) == 1
+    out = capsys.readouterr().out
+    assert "FAILED bad" in out and "cell 2 of bad.ipynb" in out and "ValueError: boom a" in out
+    assert not (results / "bad.ipynb").exists() and not (results / "bad.stamp.json").exists()
+    assert (results / "bad.failed.ipynb").exists()
+    assert _log(repo) == ["4 1.5 a [1, 2]"]
+    executed = nbformat.read(str(results / "good.ipynb"), as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    stamp = json.loads((results / "good.stamp.json").read_text())
+    assert stamp["parameters"] == {"n": 4} and stamp["source_hash"] == cache.package_hash()
+    assert not list(results.glob(".*"))  # no temporary files
+
+    # 2. nothing changed: skipped without starting a kernel
+    assert rp.reproduce(root=repo, profile="quick", only=["good"], progress=False) == 0
+    assert "skipped" in capsys.readouterr().out
+    assert len(_log(repo)) == 1
+
+    # 3. a changed parameter reruns it
+    assert rp.reproduce(root=repo, profile="quick", only=["good"], sets=["n=7"], progress=False) == 0
+    assert _log(repo) == ["4 1.5 a [1, 2]", "7 1.5 a [1, 2]"]
+    assert json.loads((results / "good.stamp.json").read_text())["parameters"] == {"n": 7}
+
+    # up to date for the same inputs; stale after a notebook edit or a package change
+    layout = rp.Layout(repo)
+    assert rp.plan(layout, "quick", ["good"], ["n=7"])[0].up_to_date
+    assert not rp.plan(layout, "quick", ["good"], ["n=7"], force=True)[0].up_to_date
+    monkeypatch.setattr(cache, "package_hash", lambda: "f" * 64)
+    assert not rp.plan(layout, "quick", ["good"], ["n=7"])[0].up_to_date
+    monkeypatch.undo()
+    _notebook(repo / "notebooks" / "good.ipynb", GOOD + "\n# edited")
+    assert not rp.plan(layout, "quick", ["good"], ["n=7"])[0].up_to_date
