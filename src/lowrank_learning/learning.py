@@ -85,7 +85,10 @@ def _check_run_args(lr, epochs):
 
 
 def _chunk_size(epochs: int) -> int:
-    return min(_MAX_CHUNK, 1 << (int(epochs) - 1).bit_length())
+    """Epochs per compiled chunk: at most _MAX_CHUNK, as even as possible, so that the last
+    chunk computes fewer than ``n_chunks`` epochs it then discards."""
+    n_chunks = -(-int(epochs) // _MAX_CHUNK)
+    return -(-int(epochs) // n_chunks)
 
 
 def _run_chunks(chunk_fn, state, epochs, lr, progress, desc):
@@ -114,13 +117,19 @@ def _run_chunks(chunk_fn, state, epochs, lr, progress, desc):
 
 
 def _scan_epochs(step, state, start, end, C, K, dtype):
-    """Scan ``step(carry, e) -> (carry, (loss, sigma))`` over epochs ``start .. start+C-1``,
-    skipping (NaN records, state unchanged) those >= ``end``."""
-    def skip(carry):
-        return carry, (jnp.full((), jnp.nan, dtype), jnp.full((K, K), jnp.nan, dtype))
+    """Scan ``step(carry, e) -> (carry, (loss, sigma))`` over epochs ``start .. start+C-1``.
+
+    Epochs ``>= end`` (only in a run's last chunk) are computed and discarded: the state is
+    kept and NaN is recorded. A ``lax.cond`` would skip the work but measured 1.7x slower per
+    epoch with trial samplers on CPU.
+    """
+    nan_out = (jnp.full((), jnp.nan, dtype), jnp.full((K, K), jnp.nan, dtype))
 
     def body(carry, e):
-        return jax.lax.cond(e < end, lambda c: step(c, e), skip, carry)
+        new, out = step(carry, e)
+        keep = e < end
+        sel = lambda a, b: jnp.where(keep, a, b)  # noqa: E731
+        return jax.tree_util.tree_map(sel, new, carry), jax.tree_util.tree_map(sel, out, nan_out)
 
     return jax.lax.scan(body, state, start + jnp.arange(C))
 
