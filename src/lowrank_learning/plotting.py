@@ -68,8 +68,10 @@ def plot_overlaps(full: Trajectory, theory: Trajectory | None = None, names=None
     ax.set_xscale("log" if logx else "linear")
     ax.set_xlabel("epoch")
     ax.set_ylabel(r"overlap $\sigma_{ab} = a \cdot b / N$")
-    handles = [plt.Line2D([], [], color=VISIBLE, lw=2.2, label="loss-visible (full network)"),
-               plt.Line2D([], [], color=INVISIBLE, lw=2.2, label="loss-invisible (full network)")]
+    kinds = {bool(vis[arch.overlap_names[arch.overlap_index(n)]]) for n in names}
+    handles = [plt.Line2D([], [], color=VISIBLE if k else INVISIBLE, lw=2.2,
+                          label=f"loss-{'visible' if k else 'invisible'} (full network)")
+               for k in sorted(kinds, reverse=True)]
     if theory is not None:
         handles.append(plt.Line2D([], [], **THEORY, label="overlap theory"))
     ax.legend(handles=handles, frameon=False, fontsize=8)
