@@ -7,6 +7,13 @@ low-rank RNNs", arXiv:2605.04115. ``import lowrank_learning as ll``; ``ll.<name>
 from . import tasks
 from .activations import ACTIVATIONS, gain, phi
 from .architecture import Architecture
+from .degeneracy import (
+    epochs_to_reach,
+    equivalent_overlaps,
+    equivalent_vectors,
+    learning_speed,
+    run_noisy_network,
+)
 from .errors import (
     DivergenceError,
     InvalidOverlapError,
@@ -15,6 +22,15 @@ from .errors import (
     UnreachableOverlapError,
 )
 from .learning import OPTIMIZERS, RULES, flow_rhs, learn_overlaps, learn_vectors
+from .memory import (
+    Phase,
+    ScheduleRun,
+    compare_visits,
+    conserved_drift,
+    invisible_distance,
+    overlap_distance,
+    run_schedule,
+)
 from .metric import metric_structure, overlap_metric
 from .network import network_loss, run_network
 from .overlaps import (
@@ -41,4 +57,7 @@ __all__ = [
     "network_loss", "overlap_gradient", "overlap_loss", "overlap_metric", "overlaps", "phi",
     "run_latent", "run_network", "sample_vectors", "sigma_from_named", "tasks", "unflatten",
     "validate_sigma", "__version__",
+    "equivalent_vectors", "equivalent_overlaps", "run_noisy_network", "epochs_to_reach",
+    "learning_speed", "Phase", "ScheduleRun", "run_schedule", "overlap_distance",
+    "invisible_distance", "conserved_drift", "compare_visits",
 ]

@@ -1,0 +1,386 @@
+"""Degeneracy: different networks with the same loss-visible overlaps (THEORY.md section 4, E4).
+
+The loss reads only the visible overlaps, so every network whose visible overlaps agree computes
+the same function. :func:`equivalent_vectors` builds such a network from a given one with chosen
+values of some invisible overlaps; :func:`equivalent_overlaps` does the same in overlap space.
+Which invisible overlaps a network has shows up in its hidden activity
+(:func:`run_noisy_network`) and in how it learns (:func:`learning_speed`).
+
+Construction (any rank, input and output dimension). The vectors named by the targets are split
+into a minimal set ``C`` that changes and the rest ``F`` that is kept exactly. The requested Gram
+matrix ``Sigma'`` is ``Sigma`` with the targets set. New vectors::
+
+    X_C' = X_F alpha + sqrt(N) Q beta,    Sigma_FF alpha = Sigma'_FC,
+    beta^T beta = Sigma'_CC - Sigma'_CF alpha        (Schur complement, must be PSD)
+
+with ``Q`` orthonormal and orthogonal to span(X_F): the part of the old ``X_C`` orthogonal to
+span(X_F), completed by fresh random directions. When the targets equal the current values the
+vectors come back unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import combinations, product
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .activations import phi
+from .architecture import Architecture
+from .errors import DivergenceError, InvalidParameterError, UnreachableOverlapError
+from .learning import learn_overlaps
+from .network import split_vectors
+from .overlaps import overlaps, validate_sigma
+
+__all__ = ["equivalent_vectors", "equivalent_overlaps", "run_noisy_network", "epochs_to_reach",
+           "learning_speed"]
+
+_RANK_TOL = 1e-10  # relative: singular values / eigenvalues below this count as zero
+_PSD_TOL = 1e-10   # relative: a Schur complement eigenvalue below -this is a violation
+
+
+# --------------------------------------------------------------------------- targets
+def _check_targets(arch: Architecture, targets) -> dict[tuple[int, int], float]:
+    """Validate ``targets`` (name -> value): known, invisible, finite, each overlap once."""
+    if not isinstance(targets, Mapping):
+        raise InvalidParameterError(
+            f"targets must be a dict overlap name -> value, got {type(targets).__name__}"
+        )
+    out: dict[tuple[int, int], float] = {}
+    for name, value in targets.items():
+        try:
+            pair = arch.overlap_pair(name)
+        except InvalidParameterError:
+            raise UnreachableOverlapError(
+                f"target {name!r} is not an overlap of this architecture; the invisible overlaps "
+                f"that can be set are {arch.invisible_names}"
+            ) from None
+        canon = arch.overlap_names[arch.overlap_pairs.index(pair)]
+        if arch.visible[arch.overlap_pairs.index(pair)]:
+            raise UnreachableOverlapError(
+                f"target {name!r}: sigma_{canon} is loss-visible for {arch.activation} units, and "
+                f"equivalent networks keep every visible overlap {arch.visible_names} unchanged; "
+                f"only the invisible ones {arch.invisible_names} can be set"
+            )
+        if pair in out:
+            raise InvalidParameterError(f"target sigma_{canon} is given twice")
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(value):
+            raise InvalidParameterError(f"target {name!r} must be a finite number, got {value!r}")
+        i, j = pair
+        if i == j and value < 0:
+            raise UnreachableOverlapError(
+                f"target sigma_{canon} = {value:g} is a squared norm and cannot be negative: "
+                "no vectors have these overlaps"
+            )
+        out[pair] = float(value)
+    return out
+
+
+def _changed_vectors(arch: Architecture, pairs, change) -> tuple[int, ...]:
+    """Indices of the vectors to change: ``change`` if given (checked), else a smallest set
+    touching every target pair; ties go to the later vectors in ``arch.vector_names``."""
+    K = arch.K
+    if change is not None:
+        names = [change] if isinstance(change, str) else list(change)
+        C = tuple(sorted({arch.vector_index(n) for n in names}))
+        missed = [arch.overlap_names[arch.overlap_pairs.index(p)] for p in pairs
+                  if p[0] not in C and p[1] not in C]
+        if missed:
+            raise UnreachableOverlapError(
+                f"targets {missed} involve none of the vectors to change {names}: an overlap can "
+                "only move if one of its two vectors changes"
+            )
+        return C
+    if not pairs:
+        return ()
+    for size in range(1, K + 1):
+        covers = [c for c in combinations(range(K), size)
+                  if all(i in c or j in c for i, j in pairs)]
+        if covers:
+            return max(covers, key=lambda c: sorted(c, reverse=True))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _describe(arch: Architecture, pairs) -> str:
+    return ", ".join(f"sigma_{arch.overlap_names[arch.overlap_pairs.index(p)]}" for p in pairs)
+
+
+def _plan(arch: Architecture, Sigma: np.ndarray, targets, change):
+    """Check that the targets are reachable with the vectors outside C kept; return
+    ``(C, F, Sigma', alpha, schur)``. Raises :class:`UnreachableOverlapError` with the reason."""
+    tpairs = _check_targets(arch, targets)
+    K = arch.K
+    C = _changed_vectors(arch, list(tpairs), change)
+    F = tuple(k for k in range(K) if k not in C)
+    new = np.array(Sigma, dtype=np.float64, copy=True)
+    for (i, j), v in tpairs.items():
+        new[i, j] = new[j, i] = v
+    scale = max(float(np.max(np.abs(new))), np.finfo(float).tiny)
+    label = _describe(arch, list(tpairs))
+    names_C = [arch.vector_names[k] for k in C]
+
+    # alpha = Sigma_FF^+ Sigma'_FC, after checking that Sigma'_FC lies in the range of Sigma_FF
+    S_FF = new[np.ix_(F, F)]
+    S_FC = new[np.ix_(F, C)]
+    if F:
+        w, V = np.linalg.eigh(S_FF)
+        keep = w > _RANK_TOL * scale
+        alpha = V[:, keep] @ ((V[:, keep].T @ S_FC) / w[keep, None])
+        null = V[:, ~keep]  # X_F null = 0: these combinations of kept vectors vanish
+        tied = null.T @ S_FC
+        if tied.size and np.max(np.abs(tied)) > 1e-8 * scale:
+            a, c = np.unravel_index(np.argmax(np.abs(tied)), tied.shape)
+            involved = [F[k] for k in np.flatnonzero(np.abs(null[:, a]) > 1e-8)]
+            col = C[c]
+            kept = [tuple(sorted((f, col))) for f in involved if tuple(sorted((f, col))) not in tpairs]
+            vis = [p for p in kept if arch.visible_matrix[p]]
+            raise UnreachableOverlapError(
+                f"targets {label} are unreachable: the kept vectors "
+                f"{[arch.vector_names[f] for f in involved]} are linearly dependent, so their "
+                f"overlaps with {arch.vector_names[col]} are tied to each other; reaching the targets "
+                f"would require changing {_describe(arch, kept)}"
+                + (f", of which {_describe(arch, vis)} loss-visible (visible overlaps are kept)" if vis else "")
+            )
+    else:
+        alpha = np.zeros((0, len(C)))
+    schur = new[np.ix_(C, C)] - S_FC.T @ alpha
+    schur = 0.5 * (schur + schur.T)
+    lo = float(np.linalg.eigvalsh(schur)[0]) if len(C) else 0.0
+    if lo < -_PSD_TOL * scale:
+        raise UnreachableOverlapError(
+            f"targets {label} are unreachable: no vectors have these overlaps. With "
+            f"{[arch.vector_names[k] for k in F]} kept and {names_C} changed, the Gram matrix "
+            f"would not be positive semi-definite (the Schur complement of the kept vectors has "
+            f"smallest eigenvalue {lo:.3g})"
+        )
+    return C, F, new, alpha, schur
+
+
+# --------------------------------------------------------------------------- public API
+def equivalent_overlaps(arch: Architecture, Sigma, targets: Mapping[str, float], change=None) -> np.ndarray:
+    """Overlap matrix ``Sigma'`` (K, K): ``Sigma`` with the invisible ``targets`` set, every other
+    overlap (all visible ones among them) unchanged, checked to be realisable by vectors.
+
+    Parameters and errors as in :func:`equivalent_vectors` (without the check on N).
+    """
+    S = validate_sigma(arch, Sigma)
+    _, _, new, _, _ = _plan(arch, S, targets, change)
+    return new
+
+
+def equivalent_vectors(arch: Architecture, X, targets: Mapping[str, float], seed: int = 0,
+                       change=None) -> np.ndarray:
+    """Vectors with the same loss-visible overlaps as ``X`` and chosen invisible ones.
+
+    Parameters
+    ----------
+    arch : Architecture
+    X : array (N, K)
+        Connectivity vectors (columns in ``arch.vector_names`` order).
+    targets : dict overlap name -> value
+        Values for some loss-invisible overlaps, e.g. ``{"uu": 2.048, "mu": 0.8}``.
+    seed : int
+        Seeds ``numpy.random.default_rng`` for the fresh directions, needed only when the old
+        changed vectors do not supply enough directions orthogonal to the kept ones.
+    change : names, optional
+        Which vectors may change (e.g. ``["u"]``). Default: a smallest set of vectors touching
+        every target (``{"uu", "mu"}`` changes u only; ties go to the later vector in
+        ``arch.vector_names``, so ``{"zv"}`` changes z).
+
+    Returns
+    -------
+    X' : ndarray (N, K), float64
+        The kept vectors are those of ``X`` exactly; ``overlaps(X')`` equals ``overlaps(X)``
+        except at the targets, which it matches (both to rounding). Targets equal to the current
+        values give back ``X``.
+
+    Raises
+    ------
+    UnreachableOverlapError
+        A target names an unknown or a loss-visible overlap, a negative norm, or values that no
+        vectors have (the Gram matrix with the targets would not be positive semi-definite: the
+        message gives the smallest eigenvalue of the Schur complement), that would require
+        changing an overlap that is kept, or that need more than N dimensions.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != arch.K or X.shape[0] < 1:
+        raise InvalidParameterError(
+            f"X must have shape (N, {arch.K}) for vectors {arch.vector_names}, got {X.shape}"
+        )
+    if not np.all(np.isfinite(X)):
+        raise InvalidParameterError("X has non-finite entries")
+    N = X.shape[0]
+    C, F, new, _, schur = _plan(arch, overlaps(X), targets, change)
+    out = X.copy()
+    if not C:
+        return out
+    scale = max(float(np.max(np.abs(new))), np.finfo(float).tiny)
+
+    # span of the kept vectors: X_F / sqrt(N) = Uf sf Vf^T
+    X_F, X_C = X[:, F], X[:, C]
+    if F:
+        Uf, sf, Vft = np.linalg.svd(X_F / np.sqrt(N), full_matrices=False)
+        keep = sf > np.sqrt(_RANK_TOL * scale)
+        Uf, sf, Vft = Uf[:, keep], sf[keep], Vft[keep]
+        base = np.sqrt(N) * Uf @ ((Vft @ new[np.ix_(F, C)]) / sf[:, None])  # X_F alpha
+    else:
+        Uf = np.zeros((N, 0))
+        base = np.zeros((N, len(C)))
+
+    def perp(A):  # project out span(X_F), twice for accuracy
+        for _ in range(2):
+            A = A - Uf @ (Uf.T @ A)
+        return A
+
+    free = N - Uf.shape[1]
+    w, V = np.linalg.eigh(schur)
+    w = np.clip(w, 0.0, None)
+    need = int(np.sum(w > _RANK_TOL * scale))
+    if need > free:
+        raise UnreachableOverlapError(
+            f"targets {_describe(arch, _check_targets(arch, targets))} are unreachable at N = {N}: "
+            f"the kept vectors span {Uf.shape[1]} dimensions and the changed ones need {need} more"
+        )
+
+    # Q: orthonormal, orthogonal to span(X_F); aligned with the old X_C's orthogonal part
+    R = perp(X_C) / np.sqrt(N)
+    A, s, Bt = np.linalg.svd(R, full_matrices=False)
+    good = s > np.sqrt(_RANK_TOL * scale)
+    d = min(len(C), free)
+    cols = [A[:, k] for k in np.flatnonzero(good)][:d]
+    rng = np.random.default_rng(seed)
+    while len(cols) < d:
+        g = perp(rng.standard_normal(N))
+        for c in cols:
+            g = g - c * (c @ g)
+        for c in cols:
+            g = g - c * (c @ g)
+        norm = np.linalg.norm(g)
+        if norm > 1e-6:
+            cols.append(g / norm)
+    if d == len(C):
+        # fill the directions of A that carried no length with the fresh ones, in order
+        Afull = A.copy()
+        fresh = iter(cols[int(good.sum()):])
+        for k in np.flatnonzero(~good):
+            Afull[:, k] = next(fresh)
+        Q = Afull @ Bt  # polar factor: Q H = R when the Schur complement is unchanged
+        beta = (V * np.sqrt(w)) @ V.T
+    else:  # fewer free dimensions than changed vectors: use the top of the Schur spectrum
+        Q = np.stack(cols, axis=1)
+        top = np.argsort(w)[::-1][:d]
+        beta = np.sqrt(w[top])[:, None] * V[:, top].T
+    out[:, C] = base + np.sqrt(N) * perp(Q) @ beta
+    return out
+
+
+# --------------------------------------------------------------------------- activity
+def run_noisy_network(arch: Architecture, X, inputs, dt: float, noise_std: float, seed: int = 0,
+                      multiplicative: bool = False, return_states: bool = False):
+    """Simulate the full network with noise injected into the hidden state at every step.
+
+    ``h_{t+1} = h_t + dt (-h_t + U V^T phi(h_t) / N + M x_t) + noise_std * xi_t``, with
+    ``xi_t`` i.i.d. N(0, 1) per neuron and step (isotropic); with ``multiplicative=True`` the noise
+    scales with the activity, ``noise_std * h_t * xi_t`` (elementwise). ``y_t = Z^T phi(h_{t+1}) / N``.
+    The noise is drawn from ``jax.random.PRNGKey(seed)``: the same seed gives the same ``xi`` to
+    networks of the same N, so their responses can be compared realisation by realisation.
+
+    Parameters
+    ----------
+    X : array (N, K);  inputs : array (B, T, Din)
+
+    Returns
+    -------
+    outputs : array (B, T, Dout);  states : array (B, T, N), only if ``return_states``
+    """
+    X = jnp.asarray(X)
+    N = X.shape[0]
+    inputs = jnp.asarray(inputs, dtype=X.dtype)
+    B, T, _ = inputs.shape
+    xi = jax.random.normal(jax.random.PRNGKey(seed), (T, B, N), X.dtype)
+    return _noisy(arch, X, inputs, xi, float(dt), float(noise_std), bool(multiplicative), bool(return_states))
+
+
+def _noisy_impl(arch, X, inputs, xi, dt, noise_std, multiplicative, return_states):
+    N = X.shape[0]
+    M, U, V, Z = split_vectors(arch, X)
+
+    def step(h, args):
+        x_t, xi_t = args
+        kick = noise_std * xi_t * (h if multiplicative else 1.0)
+        h_new = h + dt * (-h + (phi(arch.activation, h) @ V / N) @ U.T + x_t @ M.T) + kick
+        y = phi(arch.activation, h_new) @ Z / N
+        return h_new, ((y, h_new) if return_states else y)
+
+    h0 = jnp.zeros((inputs.shape[0], N), dtype=X.dtype)
+    _, out = jax.lax.scan(step, h0, (jnp.swapaxes(inputs, 0, 1), xi))
+    if return_states:
+        return jnp.swapaxes(out[0], 0, 1), jnp.swapaxes(out[1], 0, 1)
+    return jnp.swapaxes(out, 0, 1)
+
+
+_noisy = jax.jit(_noisy_impl, static_argnums=(0, 4, 5, 6, 7))
+
+
+# --------------------------------------------------------------------------- learning speed
+def epochs_to_reach(loss, level: float) -> int | None:
+    """First epoch at which ``loss`` (epochs,) is at or below ``level``; None if it never is."""
+    hit = np.flatnonzero(np.asarray(loss) <= level)
+    return int(hit[0]) if hit.size else None
+
+
+def learning_speed(arch: Architecture, Sigma, task, grid: Mapping[str, Sequence[float]], lr: float,
+                   epochs: int, level: float, rule: str = "exact", seed: int = 0) -> dict:
+    """How fast equivalent networks learn a task, over a grid of invisible overlaps.
+
+    Every grid point is ``Sigma`` with the invisible overlaps in ``grid`` set
+    (:func:`equivalent_overlaps`): the same visible overlaps, hence the same initial loss and
+    function, at each point. Each is trained in overlap space (:func:`learn_overlaps`).
+
+    Parameters
+    ----------
+    Sigma : array (K, K)
+    task : Batch or sampler
+    grid : dict overlap name -> values
+        The grid is their Cartesian product, axes in the order of the dict.
+    lr, epochs, rule, seed : as in :func:`learn_overlaps`
+    level : float
+        Loss threshold for the learning speed.
+
+    Returns
+    -------
+    dict with ``names`` (tuple of the swept overlaps), ``values`` (tuple of arrays),
+    ``epochs`` (float array, the grid's shape: epochs to reach ``level``; ``inf`` if not reached
+    in time, ``nan`` where the point is unreachable or training diverged), ``final_loss``
+    (same shape, ``nan`` where unreachable), ``reachable`` and ``diverged`` (bool arrays).
+    """
+    if not isinstance(grid, Mapping) or not grid:
+        raise InvalidParameterError("grid must be a non-empty dict overlap name -> values")
+    names = tuple(grid)
+    values = tuple(np.asarray(grid[n], dtype=float).ravel() for n in names)
+    shape = tuple(len(v) for v in values)
+    speed = np.full(shape, np.nan)
+    final = np.full(shape, np.nan)
+    reachable = np.zeros(shape, dtype=bool)
+    diverged = np.zeros(shape, dtype=bool)
+    S0 = validate_sigma(arch, Sigma)
+    for idx in product(*(range(n) for n in shape)):
+        try:
+            S = equivalent_overlaps(arch, S0, {n: values[k][i] for k, (n, i) in enumerate(zip(names, idx))})
+        except UnreachableOverlapError:
+            continue
+        reachable[idx] = True
+        try:
+            tr = learn_overlaps(arch, S, task, lr=lr, epochs=epochs, rule=rule, seed=seed, progress=False)
+        except DivergenceError:
+            diverged[idx] = True
+            final[idx] = np.inf
+            continue
+        hit = epochs_to_reach(tr.loss, level)
+        speed[idx] = np.inf if hit is None else hit
+        final[idx] = tr.loss[-1]
+    return {"names": names, "values": values, "epochs": speed, "final_loss": final,
+            "reachable": reachable, "diverged": diverged}
