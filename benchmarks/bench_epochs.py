@@ -9,7 +9,7 @@ D  erf full network, N = 600, batch 10, 800 steps, fresh trials ........ <= 100 
 
 plus the ratio of full-network to overlap-dynamics time per epoch for N = 10^2 .. 10^5
 (linear, E1 task). Each timing compiles first (one short warm-up run with the same
-shapes), then times ``epochs`` epochs and reports the median of ``repeats`` runs.
+shapes), then times ``epochs`` epochs and reports the median and best of ``repeats`` runs.
 
 Usage: python benchmarks/bench_epochs.py [--quick] [--json OUT.json]
 """
@@ -30,15 +30,16 @@ import lowrank_learning as ll
 GOALS_MS = {"A": 2.0, "B": 0.1, "C": 5.0, "D": 100.0}
 
 
-def _time_per_epoch(run, epochs: int, repeats: int) -> float:
-    run(min(epochs, 8))  # compile (the chunk size is shared with the timed run)
+def _time_per_epoch(run, epochs: int, repeats: int) -> tuple[float, float]:
+    """(median, best) seconds per epoch over ``repeats`` timed runs, after one untimed run
+    with the same shapes (it compiles)."""
     run(epochs)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         run(epochs)
         times.append((time.perf_counter() - t0) / epochs)
-    return float(np.median(times))
+    return float(np.median(times)), float(np.min(times))
 
 
 def workloads(quick: bool):
@@ -63,28 +64,32 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer epochs and sizes (smoke test)")
     p.add_argument("--json", help="write the results to this file")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cores, "
           f"{platform.processor() or platform.machine()}, float32")
-    results = {"workloads": {}, "ratio": {}}
+    results = {"jax": jax.__version__, "device": jax.devices()[0].platform, "cores": os.cpu_count(),
+               "workloads": {}, "ratio": {}}
+    print(f"ms per epoch, median and best of {args.repeats} runs; the goal is judged on the median")
     for name, (run, epochs) in workloads(args.quick).items():
-        ms = 1e3 * _time_per_epoch(run, epochs, args.repeats)
-        ok = "meets" if ms <= GOALS_MS[name] else "MISSES"
-        results["workloads"][name] = {"ms_per_epoch": ms, "goal_ms": GOALS_MS[name]}
-        print(f"{name}: {ms:9.4f} ms/epoch   goal <= {GOALS_MS[name]:g} ms  ({ok} the goal)")
+        med, best = (1e3 * t for t in _time_per_epoch(run, epochs, args.repeats))
+        ok = "meets" if med <= GOALS_MS[name] else "MISSES"
+        results["workloads"][name] = {"ms_per_epoch_median": med, "ms_per_epoch_best": best,
+                                      "goal_ms": GOALS_MS[name]}
+        print(f"{name}: median {med:9.4f}  best {best:9.4f} ms/epoch   goal <= {GOALS_MS[name]:g} ms"
+              f"  ({ok} the goal)")
     lin = ll.Architecture()
     e1 = ll.tasks.exponential_filter()
     sizes = (100, 1000, 10000) if args.quick else (100, 1000, 10000, 100000)
     S0 = ll.overlaps(ll.sample_vectors(lin, 100, seed=0))
     t_ov = _time_per_epoch(lambda e: ll.learn_overlaps(lin, S0, e1, 5e-3, e, progress=False), 128,
-                           args.repeats)
+                           args.repeats)[0]
     print(f"\nfull network vs overlap map, linear E1 task (overlap map: {1e3 * t_ov:.4f} ms/epoch, any N)")
     for N in sizes:
         X = ll.sample_vectors(lin, N, seed=0)
         epochs = 64 if N <= 10000 else 16
         t_full = _time_per_epoch(lambda e: ll.learn_vectors(lin, X, e1, 5e-3, e, progress=False),
-                                 epochs, args.repeats)
+                                 epochs, args.repeats)[0]
         results["ratio"][N] = {"full_ms": 1e3 * t_full, "overlap_ms": 1e3 * t_ov, "ratio": t_full / t_ov}
         print(f"  N = {N:>6}: full {1e3 * t_full:9.3f} ms/epoch   ratio full/overlap = {t_full / t_ov:8.1f}")
     if args.json:
