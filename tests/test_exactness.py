@@ -1,7 +1,6 @@
 """Linear units: the exact overlap map equals full N-dimensional gradient descent (THEORY.md s.5)."""
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -1,7 +1,6 @@
 """Overlap matrices: names, sampling with prescribed overlaps, round trips."""
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -1,6 +1,5 @@
 """The visible/invisible partition: structural (architecture) vs numerical (dL/dsigma = 0)."""
 
-import jax
 import numpy as np
 import pytest
 

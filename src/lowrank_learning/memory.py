@@ -20,7 +20,7 @@ import numpy as np
 from .architecture import Architecture
 from .errors import InvalidParameterError
 from .learning import OPTIMIZERS, RULES, learn_overlaps, learn_vectors
-from .overlaps import conserved_quantities, flatten, overlaps
+from .overlaps import conserved_quantities, flatten
 from .trajectory import Trajectory
 
 __all__ = ["overlap_distance", "invisible_distance", "conserved_drift", "compare_visits", "Phase",

@@ -11,7 +11,7 @@ is taken after the update, at time ``t * dt`` on the task's clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
