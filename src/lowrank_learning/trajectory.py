@@ -77,7 +77,7 @@ class Trajectory:
     @classmethod
     def from_dict(cls, d) -> "Trajectory":
         arch = Architecture(int(d["rank"]), int(d["n_in"]), int(d["n_out"]), str(d["activation"]))
-        fv = d.get("final_vectors") if hasattr(d, "get") else (d["final_vectors"] if "final_vectors" in d else None)
+        fv = d["final_vectors"] if "final_vectors" in d else None
         return cls(arch, np.asarray(d["loss"]), np.asarray(d["sigma"]), np.asarray(d["final_sigma"]),
                    float(d["lr"]), str(d["method"]), None if fv is None else np.asarray(fv))
 
