@@ -43,6 +43,7 @@ from .overlaps import (
     unflatten,
     validate_sigma,
 )
+from .results import load_results, save_results
 from .reduced import latent_inputs, overlap_gradient, overlap_loss, run_latent
 from .tasks import Batch
 from .trajectory import Trajectory
@@ -59,5 +60,5 @@ __all__ = [
     "validate_sigma", "__version__",
     "equivalent_vectors", "equivalent_overlaps", "run_noisy_network", "epochs_to_reach",
     "learning_speed", "Phase", "ScheduleRun", "run_schedule", "overlap_distance",
-    "invisible_distance", "conserved_drift", "compare_visits",
+    "invisible_distance", "conserved_drift", "compare_visits", "save_results", "load_results",
 ]

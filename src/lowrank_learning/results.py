@@ -1,0 +1,107 @@
+"""Machine-readable headline numbers of each chapter: ``book/results/<notebook>.json``.
+
+Every notebook ends with :func:`save_results`, which writes its headline numbers (name -> number
+or list of numbers) together with the profile and the parameters that produced them. The intro
+page's results table, CI and anyone else read these files instead of parsing notebooks.
+
+Where the file goes: ``$LOWRANK_RESULTS_DIR`` when set (``lowrank-learning reproduce`` points it
+at the folder of the run), else ``book/results`` under the repository root found from the
+working directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InvalidParameterError
+
+RESULTS_DIR_ENV = "LOWRANK_RESULTS_DIR"
+PROFILE_ENV = "LOWRANK_PROFILE"
+
+
+def _plain(value, where: str):
+    """numpy scalars/arrays -> Python numbers/lists; NaN/inf -> None (JSON has neither)."""
+    if isinstance(value, (str, bool)) or value is None:
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if isinstance(value, dict):
+        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)) or hasattr(value, "__array__"):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(np.asarray(value).tolist())]
+    raise InvalidParameterError(
+        f"save_results: {where} must be a number, string, list or dict, got {type(value).__name__}"
+    )
+
+
+def results_dir() -> Path:
+    """Folder the results files go to (see the module docstring)."""
+    env = os.environ.get(RESULTS_DIR_ENV)
+    if env:
+        return Path(env)
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / "notebooks" / "profiles.yml").is_file():
+            return d / "book" / "results"
+    return here / "book" / "results"
+
+
+def save_results(notebook: str, results: dict, parameters: dict | None = None) -> Path:
+    """Write a chapter's headline numbers to ``<results_dir>/<notebook>.json`` atomically.
+
+    Parameters
+    ----------
+    notebook : str
+        The notebook's name, e.g. ``"e8_twins"`` (the stem of ``notebooks/<name>.ipynb``).
+    results : dict
+        Name -> number, string or (nested) list of numbers; numpy values are converted, NaN/inf
+        become ``null``.
+    parameters : dict, optional
+        The notebook's parameters (those of its ``parameters`` cell) that produced the numbers.
+
+    Returns
+    -------
+    Path of the written file. The JSON object has the keys ``notebook``, ``profile`` (from
+    ``$LOWRANK_PROFILE``, ``"interactive"`` outside ``lowrank-learning reproduce``),
+    ``parameters`` and ``results``.
+    """
+    if not isinstance(notebook, str) or not notebook or "/" in notebook or notebook.startswith("."):
+        raise InvalidParameterError(f"save_results: notebook must be a plain name, got {notebook!r}")
+    if not isinstance(results, dict) or not results:
+        raise InvalidParameterError("save_results: results must be a non-empty dict of name -> number")
+    doc = {
+        "notebook": notebook,
+        "profile": os.environ.get(PROFILE_ENV, "interactive"),
+        "parameters": _plain(dict(parameters or {}), "parameters"),
+        "results": _plain(results, "results"),
+    }
+    out = results_dir() / f"{notebook}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1, sort_keys=True, allow_nan=False)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return out
+
+
+def load_results(notebook: str, directory=None) -> dict:
+    """Read ``<directory>/<notebook>.json`` (default :func:`results_dir`) as written by :func:`save_results`."""
+    path = Path(directory or results_dir()) / f"{notebook}.json"
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
