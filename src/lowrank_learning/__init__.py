@@ -21,6 +21,7 @@ from .errors import (
     LowRankError,
     UnreachableOverlapError,
 )
+from .initial import RandomOverlaps, balanced_vectors, random_overlaps
 from .learning import OPTIMIZERS, RULES, flow_rhs, learn_overlaps, learn_vectors
 from .memory import (
     Phase,
@@ -61,4 +62,5 @@ __all__ = [
     "equivalent_vectors", "equivalent_overlaps", "run_noisy_network", "epochs_to_reach",
     "learning_speed", "Phase", "ScheduleRun", "run_schedule", "overlap_distance",
     "invisible_distance", "conserved_drift", "compare_visits", "save_results", "load_results",
+    "balanced_vectors", "random_overlaps", "RandomOverlaps",
 ]
