@@ -31,7 +31,7 @@ from .activations import phi
 from .architecture import Architecture
 from .errors import DivergenceError, InvalidParameterError, UnreachableOverlapError
 from .learning import learn_overlaps
-from .network import split_vectors
+from .network import scan_network, split_vectors
 from .overlaps import overlaps, validate_sigma
 
 __all__ = ["equivalent_vectors", "equivalent_overlaps", "run_noisy_network", "epochs_to_reach",
@@ -305,21 +305,13 @@ def run_noisy_network(arch: Architecture, X, inputs, dt: float, noise_std: float
 
 
 def _noisy_impl(arch, X, inputs, xi, dt, noise_std, multiplicative, return_states):
-    N = X.shape[0]
-    M, U, V, Z = split_vectors(arch, X)
-
-    def step(h, args):
-        x_t, xi_t = args
-        kick = noise_std * xi_t * (h if multiplicative else 1.0)
-        h_new = h + dt * (-h + (phi(arch.activation, h) @ V / N) @ U.T + x_t @ M.T) + kick
-        y = phi(arch.activation, h_new) @ Z / N
-        return h_new, ((y, h_new) if return_states else y)
-
-    h0 = jnp.zeros((inputs.shape[0], N), dtype=X.dtype)
-    _, out = jax.lax.scan(step, h0, (jnp.swapaxes(inputs, 0, 1), xi))
-    if return_states:
-        return jnp.swapaxes(out[0], 0, 1), jnp.swapaxes(out[1], 0, 1)
-    return jnp.swapaxes(out, 0, 1)
+    if multiplicative:
+        def kick(h, xi_t):
+            return noise_std * xi_t * h
+    else:
+        def kick(h, xi_t):
+            return noise_std * xi_t
+    return scan_network(arch, X, inputs, dt, return_states, noise=(kick, xi))
 
 
 _noisy = jax.jit(_noisy_impl, static_argnums=(0, 4, 5, 6, 7))

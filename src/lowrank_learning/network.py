@@ -24,6 +24,75 @@ def split_vectors(arch: Architecture, X):
     return X[:, s["M"]], X[:, s["U"]], X[:, s["V"]], X[:, s["Z"]]
 
 
+def network_step(arch: Architecture, vectors, h, x_t, dt: float, kick=None):
+    """One Euler step of the network, the single definition used by every simulator.
+
+    ``h_{t+1} = h_t + dt (-h_t + U V^T phi(h_t) / N + M x_t) [+ kick]``,
+    ``y_t = Z^T phi(h_{t+1}) / N``.
+
+    Parameters
+    ----------
+    vectors : tuple ``(M, U, V, Z)`` of arrays (N, Din), (N, R), (N, R), (N, Dout)
+        From :func:`split_vectors`.
+    h : array (B, N)
+        Hidden state ``h_t``.
+    x_t : array (B, Din)
+        Input at step t.
+    dt : float
+    kick : array (B, N), optional
+        Added to the state after the Euler step (noise); ``None`` adds nothing (and costs nothing).
+
+    Returns
+    -------
+    h_new : array (B, N);  y : array (B, Dout)
+    """
+    M, U, V, Z = vectors
+    N = h.shape[-1]
+    rec = phi(arch.activation, h) @ V / N  # (B, R)
+    h_new = h + dt * (-h + rec @ U.T + x_t @ M.T)
+    if kick is not None:
+        h_new = h_new + kick
+    y = phi(arch.activation, h_new) @ Z / N
+    return h_new, y
+
+
+def scan_network(arch: Architecture, X, inputs, dt: float, return_states: bool = False,
+                 noise=None):
+    """Run :func:`network_step` over time from ``h_0 = 0`` (traceable; no input checks).
+
+    Parameters
+    ----------
+    X : array (N, K);  inputs : array (B, T, Din)
+    noise : callable ``(h, xi_t) -> kick`` and array ``xi`` (T, B, N), as a pair; optional
+        The kick added at step t is ``noise[0](h_t, noise[1][t])``.
+
+    Returns
+    -------
+    outputs : array (B, T, Dout);  states : array (B, T, N), only if ``return_states``
+    """
+    vectors = split_vectors(arch, X)
+    h0 = jnp.zeros((inputs.shape[0], X.shape[0]), dtype=X.dtype)
+    xs = jnp.swapaxes(inputs, 0, 1)
+
+    if noise is None:
+        def step(h, x_t):
+            h_new, y = network_step(arch, vectors, h, x_t, dt)
+            return h_new, ((y, h_new) if return_states else y)
+    else:
+        kick_fn, xi = noise
+        xs = (xs, xi)
+
+        def step(h, args):
+            x_t, xi_t = args
+            h_new, y = network_step(arch, vectors, h, x_t, dt, kick=kick_fn(h, xi_t))
+            return h_new, ((y, h_new) if return_states else y)
+
+    _, out = jax.lax.scan(step, h0, xs, unroll=_UNROLL)
+    if return_states:
+        return jnp.swapaxes(out[0], 0, 1), jnp.swapaxes(out[1], 0, 1)
+    return jnp.swapaxes(out, 0, 1)
+
+
 def run_network(arch: Architecture, X, inputs, dt: float, return_states: bool = False):
     """Simulate the full network.
 
@@ -43,25 +112,8 @@ def run_network(arch: Architecture, X, inputs, dt: float, return_states: bool = 
     states : array (B, T, N), only if ``return_states``
     """
     X = jnp.asarray(X)
-    N = X.shape[0]
-    M, U, V, Z = split_vectors(arch, X)
     inputs = jnp.asarray(inputs, dtype=X.dtype)
-    B = inputs.shape[0]
-    act = arch.activation
-
-    def step(h, x_t):
-        rec = phi(act, h) @ V / N  # (B, R)
-        h_new = h + dt * (-h + rec @ U.T + x_t @ M.T)
-        r_new = phi(act, h_new)
-        y = r_new @ Z / N
-        return h_new, (y, h_new) if return_states else y
-
-    h0 = jnp.zeros((B, N), dtype=X.dtype)
-    _, out = jax.lax.scan(step, h0, jnp.swapaxes(inputs, 0, 1), unroll=_UNROLL)
-    if return_states:
-        y, h = out
-        return jnp.swapaxes(y, 0, 1), jnp.swapaxes(h, 0, 1)
-    return jnp.swapaxes(out, 0, 1)
+    return scan_network(arch, X, inputs, dt, return_states)
 
 
 def network_loss(arch: Architecture, X, batch: Batch):
