@@ -164,16 +164,85 @@ def _check_fields(obj, positive=(), nonneg=(), ints=()):
             raise InvalidParameterError(f"{name}.{f} must be a non-negative number, got {v!r}")
 
 
+_TIMING_FIELDS = ("n_trials", "dt", "T_max", "first_pulse", "wait_min", "wait_max",
+                  "pulse_duration", "mask_after")
+
+
+def _check_timing(obj) -> None:
+    """Validate the flip-flop timing fields shared by :class:`FlipFlop` and :class:`NoisyPulses`."""
+    _check_fields(obj, positive=("dt", "T_max", "pulse_duration", "wait_max"),
+                  nonneg=("first_pulse", "wait_min", "mask_after"), ints=("n_trials",))
+    if obj.wait_min > obj.wait_max:
+        raise InvalidParameterError(
+            f"{type(obj).__name__}.wait_min ({obj.wait_min}) must not exceed wait_max ({obj.wait_max})"
+        )
+    _n_steps(obj.T_max, obj.dt, type(obj).__name__)
+
+
+def _pulse_times(obj, key):
+    """Onsets (s) and signs of the pulses of ``obj``'s flip-flop timing, both of shape (B, P).
+
+    The first onset is ``first_pulse``; consecutive onsets are
+    ``pulse_duration + mask_after + wait`` apart with ``wait ~ U(wait_min, wait_max)``; each
+    sign is +-1 with probability 1/2. P is enough pulses to cover ``[0, T_max]``.
+    """
+    B = obj.n_trials
+    min_gap = obj.pulse_duration + obj.mask_after + obj.wait_min
+    n_pulses = max(int(np.ceil(max(obj.T_max - obj.first_pulse, 0.0) / min_gap)), 0) + 1
+    k_wait, k_sign = jax.random.split(key)
+    waits = jax.random.uniform(k_wait, (B, n_pulses - 1), minval=obj.wait_min, maxval=obj.wait_max)
+    gaps = jnp.concatenate([jnp.zeros((B, 1)), obj.pulse_duration + obj.mask_after + waits], axis=1)
+    onsets = obj.first_pulse + jnp.cumsum(gaps, axis=1)
+    signs = jnp.where(jax.random.bernoulli(k_sign, 0.5, (B, n_pulses)), 1.0, -1.0)
+    return onsets, signs
+
+
+def _pulse_train(obj, key):
+    """The one pulse generator (vectorised over trials), used by :class:`FlipFlop` and :class:`NoisyPulses`.
+
+    Returns ``pulses`` (B, T) (the sign of the current pulse, 0 between pulses), ``count``
+    (B, T) (pulses started so far), ``last`` (B, T) (sign of the last pulse started, 0 before
+    the first) and ``blank`` (B, T) (True from one step before each onset until
+    ``mask_after`` s after the pulse ends).
+
+    Discretisation: step ``k`` (time ``k dt``) belongs to ``[a, b)`` when
+    ``a - dt/2 <= k dt < b - dt/2``, i.e. interval ends are rounded to the nearest step, so a
+    pulse lasts ``round(pulse_duration/dt)`` steps whatever the float rounding of its onset.
+    """
+    onsets, signs = _pulse_times(obj, key)
+    dt = obj.dt
+    t = (jnp.arange(int(round(obj.T_max / dt))) * dt)[None, :, None]  # (1, T, 1)
+    on_ = onsets[:, None, :]  # (B, 1, P)
+    eps = 0.5 * dt
+    started = t >= on_ - eps
+    on = started & (t < on_ + obj.pulse_duration - eps)  # (B, T, P)
+    pulses = jnp.sum(on * signs[:, None, :], axis=-1)
+    count = jnp.sum(started, axis=-1)
+    last = jnp.take_along_axis(signs, jnp.clip(count - 1, 0, signs.shape[1] - 1), axis=1)
+    last = jnp.where(count > 0, last, 0.0)
+    blank = jnp.any((t >= on_ - dt - eps) & (t < on_ + obj.pulse_duration + obj.mask_after - eps), axis=-1)
+    return pulses, count, last, blank
+
+
 @dataclass(frozen=True)
 class FlipFlop:
-    """Sampler of flip-flop trials (E6, E8): ``key -> Batch`` with ``masked_mean`` loss.
+    """Sampler of flip-flop trials (E6, E8; the authors' generator): ``key -> Batch``, ``masked_mean`` loss.
 
-    The first pulse starts at ``first_pulse``; each later one starts ``pulse_duration + wait``
-    after the previous onset, ``wait ~ U(wait_min, wait_max)``. A pulse lasts ``pulse_duration``
-    with sign +-1 and amplitude ``input_amplitude``. The target holds ``target_amplitude`` times
-    the sign of the last pulse from its onset on (0 before the first pulse). The loss mask is 0
-    before the first pulse and from one step before each pulse until ``mask_after`` seconds
-    after it ends, 1 elsewhere.
+    Timing: the first pulse starts at ``first_pulse``; each pulse lasts ``pulse_duration`` with
+    sign +-1 and amplitude ``input_amplitude``; after each pulse comes a period of
+    ``mask_after`` s that is not scored, then a wait ``~ U(wait_min, wait_max)``, then the next
+    pulse, so consecutive onsets are ``pulse_duration + mask_after + wait`` apart.
+    The target holds ``target_amplitude`` times the sign of the last pulse from its onset on (0
+    before the first pulse). The loss mask is 0 before the first pulse and from one step before
+    each pulse until the end of its unscored period, 1 elsewhere. Interval ends are rounded to
+    the nearest step (see :meth:`pulse_times` for the continuous onsets).
+
+    Defaults are E6's (dt 0.025, T_max 20, waits U(4, 10), amplitude 1, target 0.5). E8's
+    flip-flop: ``FlipFlop(n_trials=128, dt=0.05, wait_min=1.0, wait_max=2.0,
+    input_amplitude=2.0, target_amplitude=1.0)``.
+
+    Calling it returns a :class:`Batch` with inputs, targets and mask of shape (n_trials, T, 1),
+    ``T = round(T_max/dt)``.
     """
 
     n_trials: int = 10
@@ -188,54 +257,76 @@ class FlipFlop:
     mask_after: float = 2.0
 
     def __post_init__(self):
-        _check_fields(self, positive=("dt", "T_max", "pulse_duration", "wait_max"),
-                      nonneg=("first_pulse", "wait_min", "input_amplitude", "target_amplitude", "mask_after"),
-                      ints=("n_trials",))
-        if self.wait_min > self.wait_max:
-            raise InvalidParameterError(
-                f"FlipFlop.wait_min ({self.wait_min}) must not exceed wait_max ({self.wait_max})"
-            )
-        _n_steps(self.T_max, self.dt, "FlipFlop")
-        if self.wait_max <= self.mask_after + self.dt:
-            raise InvalidParameterError(
-                f"FlipFlop.mask_after ({self.mask_after}) must be shorter than wait_max - dt "
-                f"({self.wait_max - self.dt:g}): otherwise no step between pulses is ever scored"
-            )
+        _check_timing(self)
+        _check_fields(self, nonneg=("input_amplitude", "target_amplitude"))
 
     @property
     def n_steps(self) -> int:
         return int(round(self.T_max / self.dt))
 
+    def pulse_times(self, key):
+        """Onsets in seconds and signs (+-1) of the pulses drawn by ``self(key)``, both (n_trials, P)."""
+        return _pulse_times(self, jax.random.split(key)[0])
+
     def __call__(self, key) -> Batch:
-        B, T, dt = self.n_trials, self.n_steps, self.dt
-        n_pulses = int(np.ceil(self.T_max / (self.pulse_duration + self.wait_min))) + 1
-        k_wait, k_sign = jax.random.split(key)
-        waits = jax.random.uniform(k_wait, (B, n_pulses - 1), minval=self.wait_min, maxval=self.wait_max)
-        gaps = jnp.concatenate([jnp.zeros((B, 1)), self.pulse_duration + waits], axis=1)
-        onsets = self.first_pulse + jnp.cumsum(gaps, axis=1)  # (B, P)
-        signs = jnp.where(jax.random.bernoulli(k_sign, 0.5, (B, n_pulses)), 1.0, -1.0)
-        t = jnp.arange(T) * dt  # (T,)
-        # Step t is "in" a pulse when its time lies in [onset, onset + duration); half a step of
-        # tolerance makes the discretisation independent of float rounding of t.
-        eps = 0.5 * dt
-        on = (t[None, :, None] >= onsets[:, None, :] - eps) & (
-            t[None, :, None] < onsets[:, None, :] + self.pulse_duration - eps
-        )  # (B, T, P)
-        inputs = self.input_amplitude * jnp.sum(on * signs[:, None, :], axis=-1)
-        started = t[None, :, None] >= onsets[:, None, :] - eps
-        count = jnp.sum(started, axis=-1)  # pulses started so far
-        last = jnp.take_along_axis(signs, jnp.clip(count - 1, 0, n_pulses - 1), axis=1)
-        targets = jnp.where(count > 0, self.target_amplitude * last, 0.0)
-        blank = (t[None, :, None] >= onsets[:, None, :] - dt - eps) & (
-            t[None, :, None] < onsets[:, None, :] + self.pulse_duration + self.mask_after - eps
-        )
-        mask = jnp.where(jnp.any(blank, axis=-1) | (count == 0), 0.0, 1.0)
-        return Batch(inputs[..., None], targets[..., None], mask[..., None], dt, "masked_mean")
+        pulses, count, last, blank = _pulse_train(self, jax.random.split(key)[0])
+        inputs = self.input_amplitude * pulses
+        targets = self.target_amplitude * last
+        mask = jnp.where(blank | (count == 0), 0.0, 1.0)
+        return Batch(inputs[..., None], targets[..., None], mask[..., None], self.dt, "masked_mean")
 
 
 def flip_flop(**kwargs) -> FlipFlop:
     """Flip-flop trial sampler; see :class:`FlipFlop` for the parameters (paper E6 defaults)."""
     return FlipFlop(**kwargs)
+
+
+@dataclass(frozen=True)
+class NoisyPulses:
+    """Input process ``key -> inputs`` (n_trials, T, 1): white noise plus flip-flop pulses (E8 phase 2).
+
+    ``x_t = noise_std * xi_t + pulse_amplitude * p_t`` with ``xi_t ~ N(0, 1)`` i.i.d. per step
+    and trial, and ``p_t`` the +-1 pulses of the :class:`FlipFlop` generator with the same
+    timing fields (the same code draws them: ``p`` equals ``FlipFlop(...)(key).inputs /
+    input_amplitude`` for the same timing and key). Defaults: E8 phase 2 (noise std 1.5, pulse
+    amplitude 2, dt 0.05, T_max 20, 128 trials) with the E6 generator's timing (first pulse
+    0.5 s, pulses 0.5 s, 2 s unscored period, waits U(4, 10)).
+    """
+
+    n_trials: int = 128
+    dt: float = 0.05
+    T_max: float = 20.0
+    first_pulse: float = 0.5
+    wait_min: float = 4.0
+    wait_max: float = 10.0
+    pulse_duration: float = 0.5
+    mask_after: float = 2.0
+    noise_std: float = 1.5
+    pulse_amplitude: float = 2.0
+
+    def __post_init__(self):
+        _check_timing(self)
+        _check_fields(self, nonneg=("noise_std", "pulse_amplitude"))
+
+    @property
+    def n_steps(self) -> int:
+        return int(round(self.T_max / self.dt))
+
+    @property
+    def n_in(self) -> int:
+        """Input dimension (1)."""
+        return 1
+
+    def __call__(self, key):
+        k_pulse, k_noise = jax.random.split(key)
+        pulses, _, _, _ = _pulse_train(self, k_pulse)
+        noise = jax.random.normal(k_noise, pulses.shape)
+        return (self.noise_std * noise + self.pulse_amplitude * pulses)[..., None]
+
+
+def noisy_pulses(**kwargs) -> NoisyPulses:
+    """White noise plus flip-flop pulses, ``key -> inputs (B, T, 1)``; see :class:`NoisyPulses`."""
+    return NoisyPulses(**kwargs)
 
 
 @dataclass(frozen=True)
