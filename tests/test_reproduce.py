@@ -150,31 +150,79 @@ def _finished(repo, name="good"):
     return results
 
 
-def test_interrupt_leaves_no_partial_output(repo, monkeypatch):
-    results = _finished(repo)
+def _good_result(repo, name="good"):
+    """A previous successful run: notebook, stamp and results JSON."""
+    results = _finished(repo, name)
+    (results / f"{name}.json").write_text('{"results": {"x": 1}}')
+    return results
+
+
+LAST_GOOD = ["good.ipynb", "good.json", "good.stamp.json"]
+
+
+def test_interrupt_keeps_last_good_result(repo, monkeypatch):
+    results = _good_result(repo)
 
     def interrupted(src, out, **kw):
         Path(out).write_text('{"cells": []}')  # papermill writes as it goes
+        ll_results = Path(__import__("os").environ["LOWRANK_RESULTS_DIR"])
+        (ll_results / "good.json").write_text('{"results": {"x": 2}}')  # staged, never published
         raise KeyboardInterrupt
 
     monkeypatch.setattr("papermill.execute_notebook", interrupted)
     outcome = rp.execute_job(_job(repo), str(repo / "notebooks"))
     assert outcome["status"] == "interrupted"
-    # no temporary file; the previous successful result and its stamp are untouched
-    assert sorted(p.name for p in results.iterdir()) == ["good.ipynb", "good.stamp.json"]
+    # no temporary file or staging folder; the previous result, its JSON and stamp are untouched
+    assert sorted(p.name for p in results.iterdir()) == LAST_GOOD
+    assert json.loads((results / "good.json").read_text()) == {"results": {"x": 1}}
+    assert (results / "good.ipynb").read_text() == "{}"
 
 
-def test_crash_removes_stale_output(repo, monkeypatch):
-    results = _finished(repo)
+def test_crash_keeps_last_good_result(repo, monkeypatch):
+    results = _good_result(repo)
 
     def crash(src, out, **kw):
         Path(out).write_text('{"cells": []}')
+        (Path(__import__("os").environ["LOWRANK_RESULTS_DIR"]) / "good.json").write_text("{}")
         raise RuntimeError("kernel died")
 
     monkeypatch.setattr("papermill.execute_notebook", crash)
     outcome = rp.execute_job(_job(repo), str(repo / "notebooks"))
     assert outcome["status"] == "failed" and "kernel died" in outcome["message"]
-    assert list(results.iterdir()) == []
+    # the same rule as an interrupt, plus the failed copy beside the good result
+    assert sorted(p.name for p in results.iterdir()) == sorted(LAST_GOOD + ["good.failed.ipynb"])
+    assert json.loads((results / "good.json").read_text()) == {"results": {"x": 1}}
+    assert (results / "good.ipynb").read_text() == "{}"
+    assert (results / "good.failed.ipynb").read_text() == '{"cells": []}'
+
+
+def test_results_json_is_staged_and_published_with_the_notebook(repo, monkeypatch):
+    results = _good_result(repo)
+    seen = {}
+
+    def ok(src, out, **kw):
+        import os
+        seen["dir"], seen["profile"] = os.environ["LOWRANK_RESULTS_DIR"], os.environ["LOWRANK_PROFILE"]
+        assert not (results / "good.json").read_text().endswith("2}}")
+        Path(seen["dir"], "good.json").write_text('{"results": {"x": 2}}')
+        Path(out).write_text('{"cells": [], "new": true}')
+
+    monkeypatch.setattr("papermill.execute_notebook", ok)
+    monkeypatch.setenv("LOWRANK_RESULTS_DIR", "/elsewhere")
+    (results / "good.failed.ipynb").write_text("{}")  # from an earlier failure
+    outcome = rp.execute_job(_job(repo), str(repo / "notebooks"))
+    assert outcome["status"] == "ok"
+    assert Path(seen["dir"]).parent == results and seen["profile"] == "quick"
+    assert not Path(seen["dir"]).exists()                   # the staging folder is gone
+    assert __import__("os").environ["LOWRANK_RESULTS_DIR"] == "/elsewhere"  # restored
+    assert sorted(p.name for p in results.iterdir()) == LAST_GOOD  # the failed copy is gone
+    assert json.loads((results / "good.json").read_text()) == {"results": {"x": 2}}
+    assert json.loads((results / "good.stamp.json").read_text())["profile"] == "quick"
+
+    # a successful run that writes no JSON removes the old one (it would not match the page)
+    monkeypatch.setattr("papermill.execute_notebook", lambda src, out, **kw: Path(out).write_text("{}"))
+    assert rp.execute_job(_job(repo), str(repo / "notebooks"))["status"] == "ok"
+    assert sorted(p.name for p in results.iterdir()) == ["good.ipynb", "good.stamp.json"]
 
 
 # --------------------------------------------------------------------------- execution
@@ -185,8 +233,10 @@ def test_run_failure_skip_and_rerun(repo, capsys, monkeypatch):
     assert rp.reproduce(root=repo, profile="quick", jobs=2, progress=False) == 1
     out = capsys.readouterr().out
     assert "FAILED bad" in out and "cell 2 of bad.ipynb" in out and "ValueError: boom a" in out
-    assert not (results / "bad.ipynb").exists() and not (results / "bad.stamp.json").exists()
+    # the last good result stays, the failed copy is beside it, the summary says which is shown
+    assert (results / "bad.ipynb").read_text() == "{}" and (results / "bad.stamp.json").exists()
     assert (results / "bad.failed.ipynb").exists()
+    assert f"the book shows the last good result {results / 'bad.ipynb'}" in out
     assert _log(repo) == ["4 1.5 a [1, 2]"]
     executed = nbformat.read(str(results / "good.ipynb"), as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)

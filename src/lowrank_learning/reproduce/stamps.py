@@ -1,0 +1,51 @@
+"""Stamps: ``book/results/<name>.stamp.json`` records what produced an executed notebook.
+
+A stamp holds the notebook file's sha256, the resolved parameters, the package's
+:func:`~lowrank_learning.cache.package_hash` and the profile. A notebook whose stamp matches its
+current inputs is up to date and is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from .files import atomic_write_text, read_json
+
+STAMP_VERSION = 1
+_KEYS = ("version", "notebook_sha256", "parameters", "source_hash")
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def make_stamp(source: Path, parameters: dict, source_hash: str, profile: str) -> dict:
+    """The stamp a successful run of ``source`` with ``parameters`` will write."""
+    return {"version": STAMP_VERSION, "notebook_sha256": sha256_file(source), "parameters": parameters,
+            "source_hash": source_hash, "profile": profile}
+
+
+def is_up_to_date(output: Path, stamp_path: Path, stamp: dict) -> bool:
+    """True when ``output`` exists and its stamp matches ``stamp`` (profile aside)."""
+    old = read_json(stamp_path)
+    return Path(output).is_file() and isinstance(old, dict) and all(old.get(k) == stamp[k] for k in _KEYS)
+
+
+def write_stamp(path: Path, stamp: dict, wall_s: float) -> None:
+    stamp = dict(stamp, wall_s=round(wall_s, 3), finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    atomic_write_text(Path(path), json.dumps(stamp, indent=1, sort_keys=True) + "\n")
+
+
+def describe(output: Path, stamp_path: Path) -> str:
+    """One line saying which result of a notebook the book shows."""
+    if not Path(output).is_file():
+        return "no earlier result: the book cannot be built until this notebook runs"
+    old = read_json(stamp_path)
+    if not isinstance(old, dict):
+        return f"the book shows the earlier result {output} (no stamp)"
+    params = ", ".join(f"{k}={v}" for k, v in sorted((old.get("parameters") or {}).items())) or "profile defaults"
+    return (f"the book shows the last good result {output} (profile {old.get('profile', '?')}, "
+            f"{params}; finished {old.get('finished', '?')})")
