@@ -58,7 +58,9 @@ def test_decision_making_trials():
     b = dm(jax.random.PRNGKey(1))
     x, y, m = (np.asarray(a)[..., 0] for a in (b.inputs, b.targets, b.mask))
     t = b.times
-    assert np.all(x[:, t < 0.95] == 0) and np.all(m[:, t < 10.95] == 0) and np.all(m[:, t > 11.05] == 1)
+    # fixation: input noise of std 0.05 only (608 samples: the sample std is 0.05 +- 0.0015)
+    assert abs(x[:, t < 0.95].std() - 0.05) < 0.01 and abs(x[:, t < 0.95].mean()) < 0.01
+    assert np.all(m[:, t < 10.95] == 0) and np.all(m[:, t > 11.05] == 1)
     coh = y[:, -1] * 16
     assert set(np.round(coh).astype(int)) <= {-16, -8, -2, 2, 8, 16}
     stim = x[:, (t > 1.05) & (t < 9.95)]

@@ -4,6 +4,8 @@ Each sampler is checked against a plain-numpy reference written here (loops over
 steps), not against its own vectorised code.
 """
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -108,3 +110,195 @@ def test_noisy_pulses_share_the_flip_flop_generator():
         NoisyPulses(noise_std=-1.0)
     with pytest.raises(ll.InvalidParameterError, match="NoisyPulses.wait_min"):
         NoisyPulses(wait_min=5.0, wait_max=4.0)
+
+
+# ----------------------------------------------------------------------------- decision making
+def test_decision_making_noise_at_every_step():
+    dm = ll.tasks.DecisionMaking(n_trials=256)
+    b = jax.jit(dm)(jax.random.PRNGKey(2))
+    x, y, m = (np.asarray(a)[..., 0] for a in (b.inputs, b.targets, b.mask))
+    T, dt = dm.n_steps, dm.dt
+    assert x.shape == (256, 400) and b.loss == "masked_mean"
+    k = np.arange(T)  # periods by step: 1 s, 9 s, 1 s, 9 s at dt 0.05
+    fix, stim, delay, resp = k < 20, (k >= 20) & (k < 200), (k >= 200) & (k < 220), k >= 220
+    coh = y[:, -1] * 16
+    np.testing.assert_allclose(coh, np.round(coh), atol=1e-12)
+    assert set(np.round(coh).astype(int)) == {-16, -8, -2, 2, 8, 16}
+    # target c/16 in the response period, 0 elsewhere; mask = response period
+    np.testing.assert_allclose(y[:, resp], np.broadcast_to(coh[:, None] / 16, y[:, resp].shape))
+    assert np.all(y[:, ~resp] == 0)
+    assert np.all(m[:, resp] == 1) and np.all(m[:, ~resp] == 0)
+    # noise of std 0.05 in every period; mean coherence term c/100 * 3.2 in the stimulus only
+    resid = x - stim[None, :] * coh[:, None] / 100 * 3.2
+    for name, period in [("fixation", fix), ("stimulus", stim), ("delay", delay), ("response", resp)]:
+        r = resid[:, period]
+        n = r.size  # >= 5120 samples: std of the sample std ~ 0.05 / sqrt(2n) < 0.5 %
+        assert abs(r.std() / 0.05 - 1) < 5 / np.sqrt(2 * n), (name, r.std())
+        assert abs(r.mean()) < 5 * 0.05 / np.sqrt(n), (name, r.mean())
+    # the stimulus mean per trial estimates the coherence term (180 steps: sd 0.05/sqrt(180))
+    np.testing.assert_allclose(x[:, stim].mean(axis=1), coh / 100 * 3.2, atol=5 * 0.05 / np.sqrt(180))
+
+
+def test_decision_making_validates():
+    for field, value in [("n_trials", 0), ("dt", 0.0), ("stimulus", -1.0), ("response", 0.0),
+                         ("fixation", -1.0), ("delay", float("nan")), ("noise_std", -0.1),
+                         ("stimulus_scale", float("inf")), ("target_scale", None),
+                         ("coherences", ()), ("coherences", (1.0, float("nan"))), ("coherences", ("a",))]:
+        with pytest.raises(ll.InvalidParameterError, match=f"DecisionMaking.{field}"):
+            ll.tasks.DecisionMaking(**{field: value})
+
+
+# ----------------------------------------------------------------------------- teacher
+_S_ERF = dict(zm=0.5, zu=1.2, vm=0.9, vu=1.1, mu=0.6, zv=0.2, mm=1.5, uu=1.8, vv=1.6, zz=1.4)
+
+
+def _teacher_sigma(act="erf"):
+    return ll.sigma_from_named(ll.Architecture(activation=act), _S_ERF)
+
+
+def test_teacher_targets_equal_direct_runs():
+    arch = ll.Architecture(activation="erf")
+    proc = NoisyPulses(n_trials=4, dt=0.05, T_max=5.0, wait_min=1.0, wait_max=2.0)
+    sigma = _teacher_sigma()
+    key = jax.random.PRNGKey(7)
+    inputs = proc(key)
+    b = ll.tasks.teacher(arch, proc, sigma=sigma)(key)
+    assert b.loss == "sum_time" and b.dt == 0.05 and b.targets.shape == (4, 100, 1)
+    np.testing.assert_array_equal(np.asarray(b.inputs), np.asarray(inputs))
+    np.testing.assert_array_equal(np.asarray(b.mask), 1.0)
+    np.testing.assert_allclose(np.asarray(b.targets), np.asarray(ll.run_latent(arch, sigma, inputs, 0.05)),
+                               rtol=1e-12, atol=1e-14)
+    X = ll.sample_vectors(arch, 50, seed=0, sigma=sigma)
+    bv = ll.tasks.teacher(arch, proc, vectors=X)(key)
+    np.testing.assert_allclose(np.asarray(bv.targets), np.asarray(ll.run_network(arch, X, inputs, 0.05)),
+                               rtol=1e-12, atol=1e-14)
+
+
+def test_teacher_vectors_and_overlaps_agree_for_linear_units():
+    """Independent check: for linear units the overlap teacher is exact, so it equals the vector teacher."""
+    arch = ll.Architecture(activation="linear")
+    proc = NoisyPulses(n_trials=3, dt=0.05, T_max=5.0, wait_min=1.0, wait_max=2.0)
+    X = ll.sample_vectors(arch, 30, seed=1)
+    key = jax.random.PRNGKey(0)
+    by = ll.tasks.teacher(arch, proc, vectors=X)(key)
+    bs = ll.tasks.teacher(arch, proc, sigma=ll.overlaps(X))(key)
+    y = np.asarray(by.targets)
+    np.testing.assert_allclose(np.asarray(bs.targets), y, atol=1e-10 * np.max(np.abs(y)))
+
+
+def test_teacher_sum_time_loss_is_mse_times_duration():
+    arch = ll.Architecture(activation="erf")
+    proc = NoisyPulses(n_trials=4, dt=0.05, T_max=5.0, wait_min=1.0, wait_max=2.0)
+    b = ll.tasks.teacher(arch, proc, sigma=_teacher_sigma())(jax.random.PRNGKey(1))
+    out = np.asarray(b.targets) + np.asarray(jax.random.normal(jax.random.PRNGKey(9), b.targets.shape))
+    mse = np.mean((out - np.asarray(b.targets)) ** 2)
+    np.testing.assert_allclose(float(ll.tasks.loss_value(out, b)), mse * b.n_steps * b.dt, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_teacher_in_compiled_training_loop():
+    arch = ll.Architecture(activation="erf")
+    proc = NoisyPulses(n_trials=4, dt=0.05, T_max=3.0, wait_min=1.0, wait_max=2.0)
+    task = ll.tasks.teacher(arch, proc, sigma=_teacher_sigma())
+    # the teacher's array is a dynamic pytree child; the rest is static
+    leaves, treedef = jax.tree_util.tree_flatten(task)
+    assert len(leaves) == 1 and leaves[0].shape == (4, 4)
+    hash(treedef)
+    key = jax.random.PRNGKey(4)
+    b1 = jax.jit(lambda t, k: t(k))(task, key)
+    b2 = jax.jit(lambda t, k: t(k))(task, key)
+    np.testing.assert_array_equal(np.asarray(b1.targets), np.asarray(b2.targets))
+    np.testing.assert_allclose(np.asarray(b1.targets), np.asarray(task(key).targets), rtol=1e-12, atol=1e-14)
+    # a student that starts at the teacher has zero loss; learning from elsewhere lowers it
+    tr = ll.learn_overlaps(arch, _teacher_sigma(), task, lr=1e-3, epochs=2, seed=0, progress=False)
+    np.testing.assert_allclose(tr.loss, 0.0, atol=1e-20)
+
+
+@dataclass  # eq=True without frozen: __hash__ is None
+class _UnhashableProcess:
+    def __call__(self, key):
+        return jnp.zeros((2, 3, 1))
+
+
+def test_teacher_validates():
+    arch = ll.Architecture(activation="erf")
+    proc = NoisyPulses(n_trials=2, dt=0.05, T_max=2.0)
+    S = _teacher_sigma()
+    with pytest.raises(ll.InvalidParameterError, match=r"Teacher.params \(overlaps\) must have shape"):
+        ll.tasks.teacher(arch, proc, sigma=np.eye(5))
+    bad = S.copy()
+    bad[0, 1] += 0.1
+    with pytest.raises(ll.InvalidParameterError, match=r"Teacher.params \(overlaps\) is not symmetric"):
+        ll.tasks.teacher(arch, proc, sigma=bad)
+    with pytest.raises(ll.InvalidParameterError, match=r"Teacher.params \(overlaps\) is not positive"):
+        ll.tasks.teacher(arch, proc, sigma=S - 3 * np.eye(4))
+    with pytest.raises(ll.InvalidParameterError, match=r"Teacher.params \(vectors\) must have shape"):
+        ll.tasks.teacher(arch, proc, vectors=np.ones((10, 5)))
+    with pytest.raises(ll.InvalidParameterError, match="Teacher.input_process .* n_in = 2"):
+        ll.tasks.teacher(ll.Architecture(n_in=2, activation="erf"), proc, sigma=np.eye(5))
+    with pytest.raises(ll.InvalidParameterError, match="Teacher.dt"):
+        ll.tasks.teacher(arch, proc, sigma=S, dt=0.1)
+    with pytest.raises(ll.InvalidParameterError, match="Teacher.input_process must be hashable"):
+        ll.tasks.teacher(arch, _UnhashableProcess(), sigma=S, dt=0.05)
+    with pytest.raises(ll.InvalidParameterError, match="exactly one"):
+        ll.tasks.teacher(arch, proc)
+    with pytest.raises(ll.InvalidParameterError, match="Teacher.arch"):
+        ll.tasks.Teacher("erf", S, proc)
+
+
+# ----------------------------------------------------------------------------- Batch checks
+def test_batch_rejects_bad_values():
+    ok = np.zeros((2, 5, 1))
+    for field, args in [("inputs", (np.full((2, 5, 1), np.nan), ok)),
+                        ("inputs", (np.full((2, 5, 1), np.inf), ok)),
+                        ("targets", (ok, np.full((2, 5, 1), -np.inf))),
+                        ("mask", (ok, ok, np.full((2, 5, 1), np.nan)))]:
+        with pytest.raises(ll.InvalidParameterError, match=f"Batch.{field} has non-finite"):
+            ll.Batch(*args)
+    neg = np.ones((2, 5, 1))
+    neg[1, 2] = -0.5
+    with pytest.raises(ll.InvalidParameterError, match="Batch.mask must be non-negative"):
+        ll.Batch(ok, ok, neg)
+    with pytest.raises(ll.InvalidParameterError, match="Batch.mask is zero everywhere"):
+        ll.Batch(ok, ok, np.zeros((2, 5, 1)), 0.1, "masked_mean")
+    ll.Batch(ok, ok, np.zeros((2, 5, 1)), 0.1, "sum_time")  # nothing scored: loss 0, allowed
+    # inside jit the arrays are tracers: no check (and no error)
+    out = jax.jit(lambda x: ll.Batch(x, x, x * 0.0, 0.1, "masked_mean").inputs)(jnp.full((2, 5, 1), jnp.nan))
+    assert np.all(np.isnan(np.asarray(out)))
+
+
+def test_label_noise_validates():
+    base = ll.tasks.exponential_filter()
+    with pytest.raises(ll.InvalidParameterError, match="LabelNoise.std"):
+        ll.tasks.with_label_noise(base, std=-0.1)
+    with pytest.raises(ll.InvalidParameterError, match="LabelNoise.std"):
+        ll.tasks.with_label_noise(base, std=float("nan"))
+    with pytest.raises(ll.InvalidParameterError, match="LabelNoise.task"):
+        ll.tasks.with_label_noise("flip_flop", std=0.1)
+
+
+# ----------------------------------------------------------------------------- all samplers
+@pytest.mark.parametrize("make", [
+    lambda: FlipFlop(n_trials=3, dt=0.05, T_max=10.0),
+    lambda: ll.tasks.DecisionMaking(n_trials=3),
+    lambda: ll.tasks.with_label_noise(FlipFlop(n_trials=3, dt=0.05, T_max=10.0), 0.1),
+    lambda: ll.tasks.teacher(ll.Architecture(activation="erf"),
+                             NoisyPulses(n_trials=3, dt=0.05, T_max=4.0), sigma=_teacher_sigma()),
+], ids=["flip_flop", "decision_making", "label_noise", "teacher"])
+def test_samplers_jit_and_reproducible(make):
+    """Each sampler compiles the way the training loop compiles it (array leaves dynamic, the rest static)."""
+    from lowrank_learning.learning import _get_batch, _partition_task
+
+    task = make()
+    dynamic, static = _partition_task(task)
+    hash(static)
+    draw = jax.jit(_get_batch, static_argnums=0)
+    key = jax.random.PRNGKey(11)
+    b1 = draw(static, dynamic, key)
+    b2 = draw(static, dynamic, key)
+    b3 = draw(static, dynamic, jax.random.PRNGKey(12))
+    for name in ("inputs", "targets", "mask"):
+        np.testing.assert_array_equal(np.asarray(getattr(b1, name)), np.asarray(getattr(b2, name)))
+    assert not np.array_equal(np.asarray(b1.inputs), np.asarray(b3.inputs))
+    eager = task(key)  # eager call: same numbers (validated Batch)
+    np.testing.assert_allclose(np.asarray(eager.inputs), np.asarray(b1.inputs), rtol=1e-12, atol=1e-14)

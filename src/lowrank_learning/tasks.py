@@ -36,12 +36,17 @@ class Batch:
     inputs : array (B, T, Din)
     targets : array (B, T, Dout)
     mask : array (B, T, Dout)
-        Weight of each scored output (0/1 in the built-in tasks).
+        Weight of each scored output (0/1 in the built-in tasks), non-negative; not all zero
+        with the ``masked_mean`` loss. Default: all ones.
     dt : float
         Euler time step.
     loss : {"sum_time", "masked_mean"}
         ``sum_time``: ``L = (1/B) sum_{b,t,o} mask (y - y*)^2 dt`` (impulse-response tasks);
         ``masked_mean``: ``L = sum(mask (y - y*)^2) / sum(mask)`` (trial-based tasks).
+
+    Concrete arrays (not JAX tracers inside ``jit``) are validated at construction: shapes,
+    finite inputs/targets/mask, a non-negative mask; each failure raises
+    :class:`~lowrank_learning.errors.InvalidParameterError` naming the field.
     """
 
     inputs: object
@@ -77,6 +82,18 @@ class Batch:
             raise InvalidParameterError(f"Batch.dt must be a positive number, got {self.dt!r}")
         if self.loss not in LOSSES:
             raise InvalidParameterError(f"Batch.loss must be one of {LOSSES}, got {self.loss!r}")
+        for name in ("inputs", "targets", "mask"):
+            if not np.all(np.isfinite(np.asarray(getattr(self, name)))):
+                raise InvalidParameterError(f"Batch.{name} has non-finite entries (NaN or inf)")
+        mask = np.asarray(self.mask)
+        if np.any(mask < 0):
+            raise InvalidParameterError(
+                f"Batch.mask must be non-negative (weights of scored outputs), smallest entry {mask.min():g}"
+            )
+        if self.loss == "masked_mean" and not np.any(mask > 0):
+            raise InvalidParameterError(
+                "Batch.mask is zero everywhere: the masked_mean loss would score nothing"
+            )
 
     @property
     def n_trials(self) -> int:
@@ -333,10 +350,15 @@ def noisy_pulses(**kwargs) -> NoisyPulses:
 class DecisionMaking:
     """Sampler of perceptual decision-making trials (E8): ``key -> Batch``, ``masked_mean`` loss.
 
-    Fixation ``fixation`` s (input 0), stimulus ``stimulus`` s with input
-    ``coherence/100 * stimulus_scale`` plus Gaussian noise (std ``noise_std`` per step),
-    delay ``delay`` s, response ``response`` s with target ``coherence * target_scale``.
-    The mask is 1 in the response period only. ``T_max`` is the sum of the four periods.
+    Periods: fixation ``fixation`` s, stimulus ``stimulus`` s, delay ``delay`` s, response
+    ``response`` s (E8: 1, 9, 1, 9). Each trial draws a coherence ``c`` uniformly from
+    ``coherences``. Input at every step of the trial: Gaussian noise of std ``noise_std``
+    (fresh per step and trial), plus ``c/100 * stimulus_scale`` during the stimulus. Target
+    ``c * target_scale`` (E8: ``c/16``) in the response period, 0 elsewhere; the mask is 1 in the
+    response period only. ``T_max`` is the sum of the four periods; step ``k`` belongs to the
+    period containing its midpoint ``(k + 1/2) dt``.
+
+    Calling it returns a :class:`Batch` with arrays of shape (n_trials, T, 1), ``T = round(T_max/dt)``.
     """
 
     n_trials: int = 128
@@ -353,9 +375,22 @@ class DecisionMaking:
     def __post_init__(self):
         _check_fields(self, positive=("dt", "stimulus", "response"),
                       nonneg=("fixation", "delay", "noise_std"), ints=("n_trials",))
-        object.__setattr__(self, "coherences", tuple(float(c) for c in self.coherences))
-        if not self.coherences:
-            raise InvalidParameterError("DecisionMaking.coherences must not be empty")
+        for f in ("stimulus_scale", "target_scale"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not (isinstance(v, (int, float, np.floating)) and np.isfinite(v)):
+                raise InvalidParameterError(f"DecisionMaking.{f} must be a finite number, got {v!r}")
+        try:
+            coh = tuple(float(c) for c in self.coherences)
+        except (TypeError, ValueError):
+            raise InvalidParameterError(
+                f"DecisionMaking.coherences must be a sequence of numbers, got {self.coherences!r}"
+            ) from None
+        if not coh or not all(np.isfinite(coh)):
+            raise InvalidParameterError(
+                f"DecisionMaking.coherences must be a non-empty sequence of finite numbers, got {self.coherences!r}"
+            )
+        object.__setattr__(self, "coherences", coh)
+        _n_steps(self.T_max, self.dt, "DecisionMaking")
 
     @property
     def T_max(self) -> float:
@@ -376,7 +411,7 @@ class DecisionMaking:
         stim = ((t >= s0) & (t < s1)).astype(float)
         resp = (t >= r0).astype(float)
         noise = self.noise_std * jax.random.normal(k_n, (B, T))
-        inputs = stim[None, :] * (coh[:, None] / 100.0 * self.stimulus_scale + noise)
+        inputs = stim[None, :] * coh[:, None] / 100.0 * self.stimulus_scale + noise
         targets = resp[None, :] * coh[:, None] * self.target_scale
         mask = jnp.broadcast_to(resp[None, :], (B, T))
         return Batch(inputs[..., None], targets[..., None], mask[..., None], dt, "masked_mean")
@@ -399,6 +434,10 @@ class LabelNoise:
     std: float = 0.1
 
     def __post_init__(self):
+        if not (isinstance(self.task, Batch) or callable(self.task)):
+            raise InvalidParameterError(
+                f"LabelNoise.task must be a Batch or a callable key -> Batch, got {type(self.task).__name__}"
+            )
         if _is_concrete(self.std):
             _check_fields(self, nonneg=("std",))
 
@@ -422,3 +461,148 @@ class LabelNoise:
 def with_label_noise(task, std: float = 0.1) -> LabelNoise:
     """Wrap ``task`` (Batch or sampler) so that each epoch's targets carry N(0, std^2) noise."""
     return LabelNoise(task, std)
+
+
+TEACHER_KINDS = ("overlaps", "vectors")
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclass(frozen=True, eq=False)
+class Teacher:
+    """Sampler whose targets are a teacher network's outputs on a given input process (E8 phase 2).
+
+    ``key -> Batch``: ``inputs = input_process(key)`` (B, T, n_in), ``targets`` the teacher's
+    outputs on them (B, T, n_out), mask all ones.
+
+    Parameters
+    ----------
+    arch : Architecture
+        The teacher's architecture.
+    params : array
+        ``kind="overlaps"``: the teacher's overlap matrix (K, K), symmetric positive
+        semi-definite; targets from :func:`lowrank_learning.reduced.run_latent` (exact for
+        linear units, the mean-field N -> infinity limit for erf/tanh).
+        ``kind="vectors"``: the teacher's vectors X (N, K); targets from the full network,
+        :func:`lowrank_learning.network.run_network`.
+    input_process : callable ``key -> array (B, T, n_in)``
+        Hashable (e.g. a frozen dataclass such as :class:`NoisyPulses`); drawn fresh per key.
+    dt : float
+        Euler step of the teacher and of the batch; defaults to ``input_process.dt``.
+    kind : {"overlaps", "vectors"}
+    loss : {"sum_time", "masked_mean"}
+        Default ``sum_time``. With the all-ones mask it equals E8's "mean squared error over
+        trials and steps times T*dt": ``(1/B) sum_{b,t} (y - y*)^2 dt
+        = [sum_{b,t} (y - y*)^2 / (B T)] * T dt``.
+
+    The teacher's array is the pytree child (passed dynamically into the compiled training
+    loop); ``arch``, ``input_process``, ``dt``, ``kind`` and ``loss`` are static (hashable)
+    auxiliary data. The targets carry no gradient (``stop_gradient``).
+    """
+
+    arch: object
+    params: object
+    input_process: object
+    dt: float | None = None
+    kind: str = "overlaps"
+    loss: str = "sum_time"
+
+    def __post_init__(self):
+        from .architecture import Architecture
+
+        if not isinstance(self.arch, Architecture):
+            raise InvalidParameterError(f"Teacher.arch must be an Architecture, got {type(self.arch).__name__}")
+        if self.kind not in TEACHER_KINDS:
+            raise InvalidParameterError(f"Teacher.kind must be one of {TEACHER_KINDS}, got {self.kind!r}")
+        if self.loss not in LOSSES:
+            raise InvalidParameterError(f"Teacher.loss must be one of {LOSSES}, got {self.loss!r}")
+        if not callable(self.input_process):
+            raise InvalidParameterError(
+                f"Teacher.input_process must be a callable key -> inputs (B, T, n_in), "
+                f"got {type(self.input_process).__name__}"
+            )
+        try:
+            hash(self.input_process)
+        except TypeError:
+            raise InvalidParameterError(
+                "Teacher.input_process must be hashable (e.g. a frozen dataclass such as NoisyPulses), "
+                f"got an unhashable {type(self.input_process).__name__}"
+            ) from None
+        own_dt = getattr(self.input_process, "dt", None)
+        if self.dt is None:
+            if own_dt is None:
+                raise InvalidParameterError("Teacher.dt must be given (the input process has no dt)")
+            object.__setattr__(self, "dt", own_dt)
+        elif own_dt is not None and own_dt != self.dt:
+            raise InvalidParameterError(
+                f"Teacher.dt ({self.dt!r}) differs from the input process's dt ({own_dt!r})"
+            )
+        _check_fields(self, positive=("dt",))
+        shape = jax.eval_shape(self.input_process, jax.random.PRNGKey(0)).shape
+        if len(shape) != 3 or shape[-1] != self.arch.n_in:
+            raise InvalidParameterError(
+                f"Teacher.input_process must return inputs of shape (B, T, {self.arch.n_in}) to match the "
+                f"teacher's n_in = {self.arch.n_in}, got shape {tuple(shape)}"
+            )
+        if not _is_concrete(self.params):
+            return
+        if self.kind == "overlaps":
+            from .overlaps import validate_sigma
+
+            params = validate_sigma(self.arch, self.params, name="Teacher.params (overlaps)")
+        else:
+            params = np.asarray(self.params, dtype=float)
+            if params.ndim != 2 or params.shape[1] != self.arch.K or params.shape[0] < 1:
+                raise InvalidParameterError(
+                    f"Teacher.params (vectors) must have shape (N, {self.arch.K}) for vectors "
+                    f"{self.arch.vector_names}, got {params.shape}"
+                )
+            if not np.all(np.isfinite(params)):
+                raise InvalidParameterError("Teacher.params (vectors) has non-finite entries")
+        object.__setattr__(self, "params", params)
+
+    @property
+    def n_in(self) -> int:
+        return self.arch.n_in
+
+    def __call__(self, key) -> Batch:
+        inputs = jnp.asarray(self.input_process(key))
+        if self.kind == "overlaps":
+            from .reduced import run_latent  # lazy: reduced imports this module
+
+            y = run_latent(self.arch, self.params, inputs, self.dt)
+        else:
+            from .network import run_network  # lazy: network imports this module
+
+            y = run_network(self.arch, self.params, inputs, self.dt)
+        y = jax.lax.stop_gradient(y)
+        return Batch(inputs, y, jnp.ones_like(y), self.dt, self.loss)
+
+    def tree_flatten(self):
+        return (self.params,), (self.arch, self.input_process, self.dt, self.kind, self.loss)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "params", children[0])
+        for name, value in zip(("arch", "input_process", "dt", "kind", "loss"), aux):
+            object.__setattr__(obj, name, value)
+        return obj
+
+
+def teacher(arch, input_process, *, sigma=None, vectors=None, dt: float | None = None,
+            loss: str = "sum_time") -> Teacher:
+    """Teacher task: targets are the outputs of a teacher network on ``input_process(key)``.
+
+    Give exactly one of ``sigma`` (overlaps (K, K): mean-field/exact targets from
+    :func:`~lowrank_learning.reduced.run_latent`) or ``vectors`` (X (N, K): targets from the
+    full network :func:`~lowrank_learning.network.run_network`). See :class:`Teacher`.
+
+    Example (E8 phase 2)::
+
+        teacher(arch, noisy_pulses(), sigma=Sigma_teacher)   # key -> Batch (128, 400, 1)
+    """
+    if (sigma is None) == (vectors is None):
+        raise InvalidParameterError("teacher: give exactly one of sigma (overlaps) or vectors")
+    if sigma is not None:
+        return Teacher(arch, sigma, input_process, dt, "overlaps", loss)
+    return Teacher(arch, vectors, input_process, dt, "vectors", loss)
