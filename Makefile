@@ -1,12 +1,13 @@
 # One-command set-up and runs. Every target creates/refreshes the virtual environment first.
 #   make reproduce   every result at the paper's parameters + the book (the main job)
 #   make test        unit tests + quick-profile reproduction + book build + browser test
+#   make lab         JupyterLab on notebooks/ with this venv's kernel (rerun a chapter by hand)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce quick book test unit browser bench clean
+.PHONY: setup reproduce quick book test unit browser bench lab clean
 
 setup: $(STAMP)
 
@@ -38,6 +39,10 @@ test: unit quick browser
 
 bench: setup
 	$(BIN)/python benchmarks/bench_epochs.py
+
+# The kernel is this venv's python3; the result cache is the one `reproduce` uses.
+lab: setup
+	LOWRANK_LEARNING_CACHE="$(CURDIR)/.lowrank_cache" $(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)/notebooks"
 
 clean:
 	rm -rf _build book/results .lowrank_cache

@@ -89,7 +89,7 @@ def save_results(notebook: str, results: dict, parameters: dict | None = None) -
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1, sort_keys=True, allow_nan=False)
+            json.dump(doc, f, indent=1, allow_nan=False)  # keys in the chapter's order
             f.write("\n")
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
