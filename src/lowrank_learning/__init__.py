@@ -7,6 +7,7 @@ low-rank RNNs", arXiv:2605.04115. ``import lowrank_learning as ll``; ``ll.<name>
 from . import tasks
 from .activations import ACTIVATIONS, gain, phi
 from .architecture import Architecture
+from .decoding import DecodingResult, decode, decode_stack, group_splits
 from .degeneracy import (
     epochs_to_reach,
     equivalent_overlaps,
@@ -62,5 +63,6 @@ __all__ = [
     "equivalent_vectors", "equivalent_overlaps", "run_noisy_network", "epochs_to_reach",
     "learning_speed", "Phase", "ScheduleRun", "run_schedule", "overlap_distance",
     "invisible_distance", "conserved_drift", "compare_visits", "save_results", "load_results",
+    "DecodingResult", "decode", "decode_stack", "group_splits",
     "balanced_vectors", "random_overlaps", "RandomOverlaps",
 ]
