@@ -124,6 +124,41 @@ JS_MATH_REPORT = r"""
 }
 """
 
+# Code that does not fit its box: a <pre> wider than its box that cannot be scrolled is cut off
+# at the page's edge (the book's CSS wraps code, so none should be wider at all). Also reports
+# whether the cells tagged hide-input are collapsed behind their toggle.
+JS_CODE_LAYOUT = r"""
+async () => {
+  const toggled = Array.from(document.querySelectorAll('.cell.tag_hide-input'));
+  const collapsed = toggled.filter(c => {
+    const input = c.querySelector('.cell_input');
+    const details = input && input.closest('details');
+    return details !== null && c.contains(details) && !details.open;
+  });
+  // open every toggle, as a reader would, so that hidden code is checked too
+  const closed = Array.from(document.querySelectorAll('details:not([open])'));
+  closed.forEach(d => { d.open = true; });
+  await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const cut = [];
+  for (const pre of document.querySelectorAll('pre')) {
+    if (!pre.checkVisibility()) continue;
+    const ox = getComputedStyle(pre).overflowX;
+    if (pre.scrollWidth > pre.clientWidth + 1 && !(ox === 'auto' || ox === 'scroll'))
+      cut.push(pre.textContent.trim().split('\n')[0].slice(0, 80));
+  }
+  closed.forEach(d => { d.open = false; });
+  return {cut, n_hide_input: toggled.length, n_collapsed: collapsed.length};
+}
+"""
+
+# The launch links under a result page's title (lowrank_learning.reproduce.launch).
+JS_LAUNCH_LINKS = r"""
+() => Object.fromEntries(['source', 'binder', 'colab'].map(k => {
+  const a = document.querySelector('p.lowrank-launch a.lowrank-launch-' + k);
+  return [k, a ? a.href : null];
+}))
+"""
+
 
 if __name__ == "__main__":
     print(ensure_chromium())

@@ -4,7 +4,9 @@ Needs a built site (``lowrank-learning book``; default ``_build/html``, or
 ``$LOWRANK_LEARNING_BUILDDIR/html``), Playwright for Python and Debian's Chromium (installed by
 ``tests/_browser_helpers.py`` when missing). Run with ``pytest -m browser``. Per page: HTTP 200,
 every image decoded, every math element typeset by MathJax with no raw TeX left, no console
-errors, no failed requests and no request leaving 127.0.0.1 (the book must work offline).
+errors, no failed requests and no request leaving 127.0.0.1 (the book must work offline), no
+code line cut off at the page's edge, cells tagged hide-input collapsed, and on every result
+page the links to its source notebook, Binder and Colab (present, never followed).
 Writes ``<builddir>/screenshots/index.png``.
 """
 
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILD = Path(os.environ.get("LOWRANK_LEARNING_BUILDDIR", ROOT / "_build"))
 HTML = BUILD / "html"
 MISSING = "<no built site>"
+RESULTS = "book/results/"
 PAGES = bh.html_pages(HTML) if (HTML / "index.html").is_file() else [MISSING]
 
 
@@ -100,6 +103,20 @@ def _visit(browser, base_url: str, rel: str, screenshot: Path | None = None) -> 
         problems += [f"raw TeX in visible text: {t!r}" for t in math["raw"][:5]]
         if math["n_math"] and not math["n_rendered"]:
             problems.append("math on the page but no mjx-container")
+        layout = page.evaluate(bh.JS_CODE_LAYOUT)
+        problems += [f"code line cut off at the page's edge: {t!r}" for t in layout["cut"][:5]]
+        if layout["n_collapsed"] != layout["n_hide_input"]:
+            problems.append(f"{layout['n_hide_input'] - layout['n_collapsed']} of {layout['n_hide_input']} "
+                            "hide-input cells are not collapsed")
+        if rel.startswith(RESULTS):
+            name = rel[len(RESULTS):].removesuffix(".html")
+            links = page.evaluate(bh.JS_LAUNCH_LINKS)
+            expected = {"source": f"/blob/main/notebooks/{name}.ipynb",
+                        "binder": f"https://mybinder.org/v2/gh/", "colab": "https://colab.research.google.com/github/"}
+            for kind, text in expected.items():
+                href = links.get(kind)
+                if not href or text not in href or (kind != "source" and f"{name}.ipynb" not in href.replace("%2F", "/")):
+                    problems.append(f"{kind} link missing or wrong: {href!r}")
         page.wait_for_load_state("networkidle")
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
@@ -124,8 +141,32 @@ def test_book_has_rendered_math_and_figures(site, browser):
 
     html = {p: (HTML / p).read_text(encoding="utf-8", errors="replace") for p in PAGES}
     assert any('class="math' in t for t in html.values()), "no page of the book contains math"
-    assert any(re.search(r"<img[^>]+src=", t) for p, t in html.items() if p.startswith("book/results/")), \
+    assert any(re.search(r"<img[^>]+src=", t) for p, t in html.items() if p.startswith(RESULTS)), \
         "no result page contains a figure"
+    results = [p for p in PAGES if p.startswith(RESULTS)]
+    assert results, "the site has no result pages"
+    assert any("tag_hide-input" in html[p] for p in results), "no result page has a collapsed drawing cell"
+    # the intro's results table: one row per headline number, chapters that have not run say so
+    index = html.get("book/intro.html", "")
+    assert "results-at-a-glance" in index and "<table" in index, "the intro has no results table"
+
+
+def test_cut_off_code_is_detected(site, browser):
+    """Control for the layout check: without the book's wrapping CSS, long code lines overflow."""
+    _require(site)
+    results = [p for p in PAGES if p.startswith(RESULTS)]
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+    context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(site) else r.abort())
+    page = context.new_page()
+    try:
+        found = []
+        for rel in results:
+            page.goto(site + rel, wait_until="load")
+            page.add_style_tag(content="pre { white-space: pre !important; overflow: hidden !important; }")
+            found += page.evaluate(bh.JS_CODE_LAYOUT)["cut"]
+        assert found, "no code line would be cut off even without the wrapping CSS: the check is vacuous"
+    finally:
+        context.close()
 
 
 def test_index_screenshot(site, browser):
