@@ -263,3 +263,26 @@ def test_run_failure_skip_and_rerun(repo, capsys, monkeypatch):
     monkeypatch.undo()
     _notebook(repo / "notebooks" / "good.ipynb", GOOD + "\n# edited")
     assert not rp.plan(layout, "quick", ["good"], ["n=7"])[0].up_to_date
+
+
+# --------------------------------------------------------------------------- launch links
+def test_launch_links():
+    from lowrank_learning.reproduce.launch import launch_links
+
+    links = launch_links("https://github.com/owner/repo.git", "main", "e1_framework")
+    assert links == {
+        "source": "https://github.com/owner/repo/blob/main/notebooks/e1_framework.ipynb",
+        "binder": "https://mybinder.org/v2/gh/owner/repo/main?labpath=notebooks%2Fe1_framework.ipynb",
+        "colab": "https://colab.research.google.com/github/owner/repo/blob/main/notebooks/e1_framework.ipynb",
+    }
+    with pytest.raises(ValueError, match="lowrank_repository"):
+        launch_links("https://gitlab.com/owner/repo", "main", "e1")
+
+
+def test_summary_without_an_earlier_result(repo, capsys):
+    """A notebook that fails with no earlier result: the summary says the book cannot show it."""
+    assert rp.reproduce(root=repo, profile="quick", only=["bad"], progress=False) == 1
+    out = capsys.readouterr().out
+    assert "FAILED bad" in out and "no earlier result: the book cannot be built until this notebook runs" in out
+    results = repo / "book" / "results"
+    assert sorted(p.name for p in results.iterdir()) == ["bad.failed.ipynb"]

@@ -27,11 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .activations import phi
 from .architecture import Architecture
 from .errors import DivergenceError, InvalidParameterError, UnreachableOverlapError
 from .learning import learn_overlaps
-from .network import scan_network, split_vectors
+from .network import scan_network
 from .overlaps import overlaps, validate_sigma
 
 __all__ = ["equivalent_vectors", "equivalent_overlaps", "run_noisy_network", "epochs_to_reach",
