@@ -4,7 +4,7 @@ Reproducible companion to Y. Ger and O. Barak, "Learning reveals invisible struc
 low-rank RNNs", arXiv:2605.04115. ``import lowrank_learning as ll``; ``ll.<name>`` is the API.
 """
 
-from . import tasks
+from . import schedules, tasks
 from .activations import ACTIVATIONS, gain, phi
 from .architecture import Architecture
 from .decoding import DecodingResult, decode, decode_stack, group_splits
@@ -23,7 +23,7 @@ from .errors import (
     UnreachableOverlapError,
 )
 from .initial import RandomOverlaps, balanced_vectors, random_overlaps
-from .learning import OPTIMIZERS, RULES, flow_rhs, learn_overlaps, learn_vectors
+from .learning import OPTIMIZERS, RULES, flow_rhs, learn_overlaps, learn_overlaps_ensemble, learn_vectors
 from .memory import (
     Phase,
     ScheduleRun,
@@ -42,13 +42,32 @@ from .overlaps import (
     overlaps,
     sample_vectors,
     sigma_from_named,
+    sigma_tolerance,
     unflatten,
     validate_sigma,
 )
 from .results import load_results, save_results
-from .reduced import latent_inputs, overlap_gradient, overlap_loss, run_latent
+from .sweeps import JobFailure, SchedulerUnreachableError, SweepError, grid, run_sweep
+from .validation import (
+    compare_nonlinear,
+    e9_jobs,
+    excess_kurtosis,
+    fit_error_scaling,
+    gaussian_distance,
+    linear_exactness,
+    loss_drop_epoch,
+)
+from .reduced import (
+    ensemble_value_and_grad,
+    latent_inputs,
+    overlap_gradient,
+    overlap_loss,
+    overlap_value_and_grad,
+    run_latent,
+)
+from .schedules import Constant, DropBelow, Piecewise
 from .tasks import Batch
-from .trajectory import Trajectory
+from .trajectory import EnsembleTrajectory, Trajectory
 
 __version__ = "0.1.0"
 
@@ -65,4 +84,9 @@ __all__ = [
     "invisible_distance", "conserved_drift", "compare_visits", "save_results", "load_results",
     "DecodingResult", "decode", "decode_stack", "group_splits",
     "balanced_vectors", "random_overlaps", "RandomOverlaps",
+    "grid", "run_sweep", "SweepError", "JobFailure", "SchedulerUnreachableError",
+    "excess_kurtosis", "gaussian_distance", "fit_error_scaling", "loss_drop_epoch",
+    "linear_exactness", "compare_nonlinear", "e9_jobs",
+    "schedules", "Constant", "Piecewise", "DropBelow", "learn_overlaps_ensemble", "EnsembleTrajectory",
+    "ensemble_value_and_grad", "overlap_value_and_grad", "sigma_tolerance",
 ]

@@ -3,8 +3,11 @@
     lowrank-learning reproduce [--profile paper|quick] [--only NAME ...] [--jobs N]
                                [--set [NOTEBOOK.]NAME=VALUE ...] [--force]
     lowrank-learning book [--builddir _build]
+    lowrank-learning sweep NAME [--profile paper|quick] [--scheduler ADDRESS] [--workers N]
+                                [--timeout SECONDS] [--out FILE.csv]
 
-The work is done in :mod:`lowrank_learning.reproduce`; this module only parses arguments.
+The work is done in :mod:`lowrank_learning.reproduce` and :mod:`lowrank_learning.sweeps`; this
+module only parses arguments.
 """
 
 from __future__ import annotations
@@ -55,7 +58,73 @@ def _parser() -> argparse.ArgumentParser:
                           description="Build the site with jupyter-book (warnings are errors) into "
                                       "BUILDDIR/html. Run `lowrank-learning reproduce` first.")
     book.add_argument("--builddir", default="_build", help="build folder, relative to the root (default: _build)")
+
+    from .validation import NAMED_SWEEPS
+
+    sw = sub.add_parser(
+        "sweep", help="run a named sweep locally or on a Dask cluster",
+        description="Run a named sweep (a grid of independent jobs) in local worker processes, or on "
+                    "a dask.distributed cluster with --scheduler. Every job is cached (in "
+                    "ROOT/.lowrank_cache when run inside the repository, the cache the notebooks use), "
+                    "so an interrupted sweep resumes and a notebook reads the results without "
+                    "recomputing. Sweeps: " + "; ".join(f"{k}: {v[0]}" for k, v in NAMED_SWEEPS.items()),
+    )
+    sw.add_argument("name", choices=sorted(NAMED_SWEEPS), metavar="NAME",
+                    help="the sweep: " + ", ".join(sorted(NAMED_SWEEPS)))
+    sw.add_argument("--profile", choices=("paper", "quick"), default="paper",
+                    help="grid size: paper (default) or quick")
+    sw.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="Dask scheduler address, e.g. tcp://host:8786 (default: local processes)")
+    sw.add_argument("--workers", type=_positive_int, default=None,
+                    help="local worker processes (default: min(2, number of CPUs)); ignored with --scheduler")
+    sw.add_argument("--timeout", type=_positive_float, default=5.0,
+                    help="seconds to wait for the scheduler to answer (default 5)")
+    sw.add_argument("--out", default=None, metavar="FILE.csv",
+                    help="write the scalar results as CSV (one row per job, parameters as columns)")
+    sw.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _sweep(args) -> int:
+    import os
+
+    from .errors import LowRankError
+    from .sweeps import run_sweep, write_csv
+    from .validation import named_sweep
+
+    if "LOWRANK_LEARNING_CACHE" not in os.environ:
+        from .reproduce.layout import find_root
+
+        try:
+            os.environ["LOWRANK_LEARNING_CACHE"] = str(find_root(args.root) / ".lowrank_cache")
+        except Exception:  # outside the repository: the default cache directory
+            pass
+    fn, jobs = named_sweep(args.name, args.profile)
+    try:
+        frame = run_sweep(args.name, fn, jobs, scheduler=args.scheduler, workers=args.workers,
+                          timeout=args.timeout, progress=False if args.no_progress else None,
+                          errors="collect")
+    except LowRankError as exc:
+        print(f"lowrank-learning sweep: {exc}", file=sys.stderr)
+        return 1
+    failures = frame.attrs["failures"]
+    print(f"sweep {args.name} ({args.profile}): {len(jobs)} jobs, {frame.attrs['computed']} computed, "
+          f"{frame.attrs['cached']} from the cache, {len(failures)} failed")
+    for f in failures:
+        print(f"  {f}", file=sys.stderr)
+    if args.out:
+        print(f"wrote {write_csv(frame, args.out)}")
+    return 1 if failures else 0
 
 
 def main(argv=None) -> int:
@@ -69,6 +138,8 @@ def main(argv=None) -> int:
                                 sets=args.sets, force=args.force, progress=not args.no_progress)
         if args.command == "book":
             return rp.build_book(root=args.root, builddir=args.builddir)
+        if args.command == "sweep":
+            return _sweep(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
