@@ -41,8 +41,9 @@ bench: setup
 	$(BIN)/python benchmarks/bench_epochs.py
 
 # The kernel is this venv's python3; the result cache is the one `reproduce` uses.
+# Extra options in LAB_ARGS (as root, e.g. in a container: make lab LAB_ARGS=--allow-root).
 lab: setup
-	LOWRANK_LEARNING_CACHE="$(CURDIR)/.lowrank_cache" $(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)/notebooks"
+	LOWRANK_LEARNING_CACHE="$(CURDIR)/.lowrank_cache" $(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)/notebooks" $(LAB_ARGS)
 
 clean:
 	rm -rf _build book/results .lowrank_cache
