@@ -21,7 +21,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .activations import ACTIVATIONS
+from .activations import ACTIVATIONS, is_linear
 from .errors import InvalidParameterError
 
 GROUPS = ("M", "U", "V", "Z")
@@ -152,17 +152,31 @@ class Architecture:
         return i, j
 
     # --------------------------------------------------------------- visibility
+    @property
+    def loss_blocks(self) -> tuple[tuple[str, str], ...]:
+        """The blocks ``(row group, column group)`` of Sigma that the reduced model reads.
+
+        The single source of the visible/invisible partition: the reduced model
+        (:mod:`lowrank_learning.reduced`) hands its dynamics these blocks and no others, and
+        :attr:`visible_matrix` marks them. A linear network's output depends on ``V^T M``,
+        ``V^T U``, ``Z^T M`` and ``Z^T U`` only; with a nonlinearity the gain of the Gaussian
+        pre-activation adds its variance, which reads ``M^T M``, ``U^T U`` and ``M^T U``
+        (THEORY.md sections 3-4).
+        """
+        blocks = (("V", "M"), ("V", "U"), ("Z", "M"), ("Z", "U"))
+        if not is_linear(self.activation):
+            blocks += (("M", "M"), ("U", "U"), ("M", "U"))
+        return blocks
+
     @cached_property
     def visible_matrix(self) -> np.ndarray:
         """Boolean ``(K, K)`` mask of the entries of Sigma that the loss reads (symmetric).
 
-        Derived from the blocks of Sigma read by the reduced model
-        (:func:`lowrank_learning.reduced.loss_blocks`), not typed in per case.
+        Derived from the blocks of Sigma read by the reduced model (:attr:`loss_blocks`), not
+        typed in per case.
         """
-        from .reduced import loss_blocks
-
         vis = np.zeros((self.K, self.K), dtype=bool)
-        for a, b in loss_blocks(self):
+        for a, b in self.loss_blocks:
             vis[self.slices[a], self.slices[b]] = True
             vis[self.slices[b], self.slices[a]] = True
         return vis

@@ -21,6 +21,7 @@ from .architecture import Architecture
 from .errors import InvalidParameterError
 from .learning import OPTIMIZERS, RULES, learn_overlaps, learn_vectors
 from .overlaps import conserved_quantities, flatten
+from .schedules import as_schedule
 from .trajectory import Trajectory
 
 __all__ = ["overlap_distance", "invisible_distance", "conserved_drift", "compare_visits", "Phase",
@@ -121,8 +122,9 @@ class Phase:
     task : Batch or sampler
         What is learned (e.g. ``tasks.exponential_filter(c=0.2)``, or
         ``tasks.with_label_noise(...)`` for fresh label noise each epoch).
-    lr : float
-        Learning rate (overlap-space eta for ``gd``, Adam's step size for ``adam``).
+    lr : float or Schedule
+        Learning rate (overlap-space eta for ``gd``, Adam's step size for ``adam``), or a
+        :mod:`~lowrank_learning.schedules` schedule (restarted at each phase).
     epochs : int
     optimizer : {"gd", "adam"}
     update_noise : float
@@ -144,8 +146,7 @@ class Phase:
     seed: int | None = None
 
     def __post_init__(self):
-        if not _is_number(self.lr) or self.lr <= 0:
-            raise InvalidParameterError(f"Phase.lr must be a positive number, got {self.lr!r}")
+        as_schedule(self.lr, "Phase.lr")
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, np.integer)) or self.epochs < 1:
             raise InvalidParameterError(f"Phase.epochs must be an integer >= 1, got {self.epochs!r}")
         if self.optimizer not in OPTIMIZERS:
@@ -201,8 +202,9 @@ class ScheduleRun:
 
     @property
     def lr_per_epoch(self) -> np.ndarray:
-        """Learning rate of each epoch, (E,)."""
-        return np.concatenate([np.full(p.epochs, p.lr) for p in self.phases])
+        """Learning rate of each epoch's update, (E,) (a schedule's values where a phase has one)."""
+        return np.concatenate([t.lrs if t.lrs is not None else np.full(p.epochs, p.lr)
+                               for t, p in zip(self.parts, self.phases)])
 
 
 def _run_phase(arch, start, phase: Phase, seed: int, space: str, rule: str, progress):
@@ -271,8 +273,9 @@ def run_schedule(arch: Architecture, start, phases: Sequence[Phase], space: str 
         parts.append(tr)
         state = tr.final_vectors if space == "vectors" else tr.final_sigma
     first, last = parts[0], parts[-1]
+    lrs = None if any(t.lrs is None for t in parts) else np.concatenate([t.lrs for t in parts])
     traj = Trajectory(arch, np.concatenate([t.loss for t in parts]),
                       np.concatenate([t.sigma for t in parts]), last.final_sigma,
-                      first.lr, first.method, last.final_vectors)
+                      first.lr, first.method, last.final_vectors, lrs=lrs)
     bounds = np.concatenate([[0], np.cumsum([p.epochs for p in phases])]).astype(int)
     return ScheduleRun(traj, phases, bounds, tuple(parts))

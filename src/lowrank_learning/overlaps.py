@@ -13,6 +13,20 @@ _SYM_TOL = 1e-8
 _PSD_TOL = 1e-8
 
 
+def sigma_tolerance(Sigma) -> float:
+    """Relative tolerance for symmetry and positive semi-definiteness of ``Sigma`` (..., K, K).
+
+    ``max(1e-8, 64 K eps)`` with ``eps`` the machine epsilon of ``Sigma``'s floating dtype
+    (float64 for non-float input): the exact map keeps Sigma PSD in exact arithmetic, and a
+    float32 run drifts off by rounding, of order ``K eps`` times the matrix's scale (e.g. a
+    smallest eigenvalue of -8.7e-7 at scale 10). Multiply by the scale ``max(1, max|Sigma|)``.
+    """
+    arr = np.asarray(Sigma)
+    dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float64
+    K = arr.shape[-1] if arr.ndim else 1
+    return max(_PSD_TOL, 64.0 * K * float(np.finfo(dtype).eps))
+
+
 def overlaps(X) -> np.ndarray:
     """Overlap matrix ``Sigma = X^T X / N`` of vectors ``X`` (N, K) -> (K, K).
 
@@ -28,10 +42,14 @@ def overlaps(X) -> np.ndarray:
 
 
 def validate_sigma(arch: Architecture, Sigma, name: str = "Sigma") -> np.ndarray:
-    """Check that ``Sigma`` is a (K, K) symmetric positive semi-definite matrix; return it symmetrised.
+    """Check that ``Sigma`` is a (K, K) symmetric positive semi-definite matrix; return it symmetrised
+    (float64).
 
-    Raises :class:`InvalidOverlapError` naming the problem.
+    Both checks are relative to the matrix's scale and to the precision of its dtype
+    (:func:`sigma_tolerance`): a float32 matrix that a float32 run ended with is accepted as the
+    start of the next run. Raises :class:`InvalidOverlapError` naming the problem.
     """
+    tol = sigma_tolerance(Sigma)
     S = np.asarray(Sigma, dtype=float)
     if S.shape != (arch.K, arch.K):
         raise InvalidOverlapError(
@@ -41,11 +59,11 @@ def validate_sigma(arch: Architecture, Sigma, name: str = "Sigma") -> np.ndarray
         raise InvalidOverlapError(f"{name} has non-finite entries")
     scale = max(1.0, float(np.max(np.abs(S))))
     asym = float(np.max(np.abs(S - S.T)))
-    if asym > _SYM_TOL * scale:
+    if asym > max(_SYM_TOL, tol) * scale:
         raise InvalidOverlapError(f"{name} is not symmetric (max |S - S^T| = {asym:.3g})")
     S = 0.5 * (S + S.T)
     lo = float(np.linalg.eigvalsh(S)[0])
-    if lo < -_PSD_TOL * scale:
+    if lo < -tol * scale:
         raise InvalidOverlapError(
             f"{name} is not positive semi-definite (smallest eigenvalue {lo:.3g}): "
             "no set of vectors has these overlaps"

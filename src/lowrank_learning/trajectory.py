@@ -7,7 +7,40 @@ from dataclasses import dataclass
 import numpy as np
 
 from .architecture import Architecture
+from .errors import InvalidParameterError
 from .overlaps import flatten, named
+
+
+def _drop_epoch(drop, method) -> int:
+    if drop is None:
+        raise InvalidParameterError(
+            f"this {method} run had no loss-triggered learning-rate schedule, so it has no drop epoch"
+        )
+    if int(drop) < 0:
+        raise InvalidParameterError(
+            "the learning-rate schedule never triggered (the loss never fell below its threshold): "
+            "there is no drop epoch"
+        )
+    return int(drop)
+
+
+def _save_npz(path, arrays: dict) -> None:
+    """Write ``arrays`` to an ``.npz`` file atomically (a temporary file renamed into place)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 @dataclass(frozen=True)
@@ -29,6 +62,13 @@ class Trajectory:
         ``"gd"``, ``"adam"`` (full network) or ``"exact"``, ``"flow"``, ``"naive"`` (overlap space).
     final_vectors : ndarray (N, K) or None
         The vectors after the last update (full-network learners only).
+    lrs : ndarray (epochs,) or None
+        The learning rate used by each epoch's update (a schedule's values; ``lr`` repeated for
+        a constant rate).
+    drop : int or None
+        For a loss-triggered schedule (:class:`~lowrank_learning.schedules.DropBelow`): the epoch
+        at which the rate dropped, -1 if it never did; None for schedules without a drop. Read
+        it through :attr:`drop_epoch`.
     """
 
     arch: Architecture
@@ -38,10 +78,21 @@ class Trajectory:
     lr: float
     method: str
     final_vectors: np.ndarray | None = None
+    lrs: np.ndarray | None = None
+    drop: int | None = None
 
     @property
     def epochs(self) -> int:
         return int(self.loss.shape[0])
+
+    @property
+    def drop_epoch(self) -> int:
+        """Epoch at which a loss-triggered schedule dropped the rate.
+
+        Raises :class:`~lowrank_learning.InvalidParameterError` if the run had no such schedule
+        or its threshold was never reached (there is no drop epoch to report).
+        """
+        return _drop_epoch(self.drop, self.method)
 
     @property
     def sigma_all(self) -> np.ndarray:
@@ -72,34 +123,113 @@ class Trajectory:
         }
         if self.final_vectors is not None:
             d["final_vectors"] = np.asarray(self.final_vectors)
+        if self.lrs is not None:
+            d["lrs"] = np.asarray(self.lrs)
+        if self.drop is not None:
+            d["drop"] = int(self.drop)
         return d
 
     @classmethod
     def from_dict(cls, d) -> "Trajectory":
         arch = Architecture(int(d["rank"]), int(d["n_in"]), int(d["n_out"]), str(d["activation"]))
-        fv = d["final_vectors"] if "final_vectors" in d else None
+        opt = {k: (d[k] if k in d else None) for k in ("final_vectors", "lrs", "drop")}
         return cls(arch, np.asarray(d["loss"]), np.asarray(d["sigma"]), np.asarray(d["final_sigma"]),
-                   float(d["lr"]), str(d["method"]), None if fv is None else np.asarray(fv))
+                   float(d["lr"]), str(d["method"]),
+                   None if opt["final_vectors"] is None else np.asarray(opt["final_vectors"]),
+                   None if opt["lrs"] is None else np.asarray(opt["lrs"]),
+                   None if opt["drop"] is None else int(opt["drop"]))
 
     def save(self, path) -> None:
         """Write to an ``.npz`` file atomically (a temporary file renamed into place)."""
-        import os
-        import tempfile
-        from pathlib import Path
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **{k: np.asarray(v) for k, v in self.to_dict().items()})
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        _save_npz(path, self.to_dict())
 
     @classmethod
     def load(cls, path) -> "Trajectory":
+        with np.load(path, allow_pickle=False) as z:
+            return cls.from_dict({k: z[k] for k in z.files})
+
+
+@dataclass(frozen=True)
+class EnsembleTrajectory:
+    """What :func:`~lowrank_learning.learn_overlaps_ensemble` recorded for E members.
+
+    Attributes
+    ----------
+    arch : Architecture
+    loss : ndarray (E, epochs)
+        Each member's loss before each update.
+    sigma : ndarray (E, R, K, K)
+        Overlaps before the update at the recorded epochs ``record_epochs`` (R of them).
+    record_epochs : ndarray (R,)
+        The epochs at which ``sigma`` was recorded (every ``record_every``-th, from 0).
+    final_sigma : ndarray (E, K, K)
+        Overlaps after the last update.
+    lr : float
+        The first epoch's learning rate.
+    method : str
+        The overlap rule.
+    lrs : ndarray (E, epochs)
+        The rate each member's update used.
+    drops : ndarray (E,) of int, or None
+        Per member, the epoch of a loss-triggered rate drop (-1: never); None without such a
+        schedule.
+    """
+
+    arch: Architecture
+    loss: np.ndarray
+    sigma: np.ndarray
+    record_epochs: np.ndarray
+    final_sigma: np.ndarray
+    lr: float
+    method: str
+    lrs: np.ndarray
+    drops: np.ndarray | None = None
+
+    @property
+    def n_members(self) -> int:
+        return int(self.loss.shape[0])
+
+    @property
+    def epochs(self) -> int:
+        return int(self.loss.shape[1])
+
+    def drop_epoch(self, member: int) -> int:
+        """Epoch of member ``member``'s rate drop (raises if there was none; see Trajectory.drop_epoch)."""
+        return _drop_epoch(None if self.drops is None else self.drops[member], self.method)
+
+    def member(self, i: int) -> Trajectory:
+        """Member ``i`` as a :class:`Trajectory` (needs the overlaps of every epoch: record_every=1)."""
+        if not (-self.n_members <= i < self.n_members):
+            raise InvalidParameterError(f"member must be in [0, {self.n_members}), got {i}")
+        if len(self.record_epochs) != self.epochs:
+            raise InvalidParameterError(
+                "member() needs the overlaps of every epoch; this ensemble recorded every "
+                f"{int(self.record_epochs[1] - self.record_epochs[0]) if len(self.record_epochs) > 1 else '?'}-th"
+            )
+        return Trajectory(self.arch, self.loss[i], self.sigma[i], self.final_sigma[i], self.lr, self.method,
+                          lrs=self.lrs[i], drop=None if self.drops is None else int(self.drops[i]))
+
+    def to_dict(self) -> dict:
+        d = {"rank": self.arch.rank, "n_in": self.arch.n_in, "n_out": self.arch.n_out,
+             "activation": self.arch.activation, "loss": self.loss, "sigma": self.sigma,
+             "record_epochs": self.record_epochs, "final_sigma": self.final_sigma, "lr": float(self.lr),
+             "method": self.method, "lrs": self.lrs}
+        if self.drops is not None:
+            d["drops"] = np.asarray(self.drops)
+        return d
+
+    @classmethod
+    def from_dict(cls, d) -> "EnsembleTrajectory":
+        arch = Architecture(int(d["rank"]), int(d["n_in"]), int(d["n_out"]), str(d["activation"]))
+        return cls(arch, np.asarray(d["loss"]), np.asarray(d["sigma"]), np.asarray(d["record_epochs"]),
+                   np.asarray(d["final_sigma"]), float(d["lr"]), str(d["method"]), np.asarray(d["lrs"]),
+                   np.asarray(d["drops"]) if "drops" in d else None)
+
+    def save(self, path) -> None:
+        """Write to an ``.npz`` file atomically."""
+        _save_npz(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path) -> "EnsembleTrajectory":
         with np.load(path, allow_pickle=False) as z:
             return cls.from_dict({k: z[k] for k in z.files})
