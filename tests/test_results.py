@@ -47,14 +47,15 @@ def test_save_results_writes_plain_json(tmp_path, monkeypatch):
 
 
 def test_save_results_defaults(tmp_path, monkeypatch):
-    """Outside ``reproduce``: profile "interactive", book/results under the repository root."""
+    """Outside ``reproduce``: profile "interactive", book/results/interactive under the repository
+    root (never the files the book's results table reads)."""
     monkeypatch.delenv("LOWRANK_RESULTS_DIR", raising=False)
     monkeypatch.delenv("LOWRANK_PROFILE", raising=False)
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "notebooks" / "profiles.yml").write_text("x: {}\n")
     monkeypatch.chdir(tmp_path / "notebooks")
     path = ll.save_results("x", {"a": 1})
-    assert path == tmp_path / "book" / "results" / "x.json"
+    assert path == tmp_path / "book" / "results" / "interactive" / "x.json"
     assert json.loads(path.read_text())["profile"] == "interactive"
 
 

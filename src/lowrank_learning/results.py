@@ -5,8 +5,9 @@ or list of numbers) together with the profile and the parameters that produced t
 page's results table, CI and anyone else read these files instead of parsing notebooks.
 
 Where the file goes: ``$LOWRANK_RESULTS_DIR`` when set (``lowrank-learning reproduce`` points it
-at the folder of the run), else ``book/results`` under the repository root found from the
-working directory.
+at a staging folder and moves the file into ``book/results/`` together with the executed
+notebook), else ``book/results/interactive/`` under the repository root found from the working
+directory: a notebook run by hand never changes the numbers the book shows beside its pages.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def results_dir() -> Path:
     here = Path.cwd().resolve()
     for d in (here, *here.parents):
         if (d / "notebooks" / "profiles.yml").is_file():
-            return d / "book" / "results"
-    return here / "book" / "results"
+            return d / "book" / "results" / "interactive"
+    return here / "book" / "results" / "interactive"
 
 
 def save_results(notebook: str, results: dict, parameters: dict | None = None) -> Path:
