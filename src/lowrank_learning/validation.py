@@ -30,7 +30,8 @@ from .errors import InvalidParameterError
 __all__ = [
     "excess_kurtosis", "gaussian_distance", "ErrorScaling", "fit_error_scaling", "loss_drop_epoch",
     "overlap_error_curve", "teacher_batch", "e9_task", "linear_exactness", "compare_nonlinear",
-    "e9_jobs", "E9_PROFILES", "INIT_OVERLAPS", "TEACHER_OVERLAPS", "E9_TASKS",
+    "e9_jobs", "E9_PROFILES", "INIT_OVERLAPS", "TEACHER_OVERLAPS", "E9_TASKS", "scaling_benchmark",
+    "crossover_size", "named_sweep", "NAMED_SWEEPS", "seed_summary", "scaling_table",
 ]
 
 # Initial overlaps of the E9 networks: the vectors are drawn with Gaussian rows of this
@@ -293,19 +294,22 @@ def compare_nonlinear(activation: str, task: str, N: int, lr: float, seed: int, 
 # ----------------------------------------------------------------------------- the E9 grid
 E9_PROFILES = {
     "quick": dict(N_linear=[10, 100, 1000], N_values=[100, 1000], seeds=[2, 2], activations=["erf"],
-                  tasks=["flipflop", "teacher"], lrs=[0.1, 0.2], epochs=80, n_trials=2, dt=0.1,
-                  T_max=10.0, epochs_largest=80),
+                  tasks=["flipflop", "teacher"], lrs=[0.2], epochs=60, n_trials=2, dt=0.1,
+                  T_max=10.0, epochs_largest=60),
     "paper": dict(N_linear=[10, 100, 1000, 10000, 100000], N_values=[100, 1000, 10000, 100000],
                   seeds=[5, 5, 5, 2], activations=["erf", "tanh"], tasks=["flipflop", "teacher"],
-                  lrs=[0.1, 0.2], epochs=300, n_trials=4, dt=0.1, T_max=20.0, epochs_largest=300),
+                  lrs=[0.1, 0.2], epochs=200, n_trials=4, dt=0.1, T_max=20.0, epochs_largest=150,
+                  activations_largest=["erf"], lrs_largest=[0.2]),
 }
 
 
 def e9_jobs(N_values, seeds, activations=("erf", "tanh"), tasks=E9_TASKS, lrs=(0.1, 0.2),
             epochs: int = 300, n_trials: int = 4, dt: float = 0.1, T_max: float = 20.0,
-            epochs_largest: int | None = None) -> list[dict]:
+            epochs_largest: int | None = None, activations_largest=None, lrs_largest=None) -> list[dict]:
     """Parameters of the E9 nonlinear jobs: every activation x task x lr x N, ``seeds[i]`` seeds at
-    ``N_values[i]``; ``epochs_largest`` (default ``epochs``) at the largest N."""
+    ``N_values[i]``. At the largest N (where a full-network epoch is costliest) the run may be
+    shortened: ``epochs_largest`` epochs (default ``epochs``), only ``activations_largest`` and
+    ``lrs_largest`` (default: all)."""
     N_values, seeds = list(N_values), list(seeds)
     if not N_values or len(N_values) != len(seeds):
         raise InvalidParameterError(f"e9_jobs: N_values and seeds need the same non-zero length, got {N_values}, {seeds}")
@@ -317,6 +321,9 @@ def e9_jobs(N_values, seeds, activations=("erf", "tanh"), tasks=E9_TASKS, lrs=(0
         for task in tasks:
             for lr in lrs:
                 for N, ns in zip(N_values, seeds):
+                    if N == big and ((activations_largest is not None and act not in activations_largest)
+                                     or (lrs_largest is not None and float(lr) not in [float(x) for x in lrs_largest])):
+                        continue
                     for seed in range(int(ns)):
                         ep = int(epochs_largest or epochs) if N == big else int(epochs)
                         jobs.append(dict(activation=str(act), task=str(task), N=int(N), lr=float(lr),
@@ -349,3 +356,105 @@ def named_sweep(name: str, profile: str = "paper"):
     if profile not in E9_PROFILES:
         raise InvalidParameterError(f"unknown profile {profile!r}; known: {sorted(E9_PROFILES)}")
     return NAMED_SWEEPS[name][1](profile)
+
+
+# ----------------------------------------------------------------------------- cost
+def _seconds_per_epoch(run, epochs: int, repeats: int) -> tuple[float, float]:
+    import time
+
+    run(epochs)  # compiles (same shapes and chunk size as the timed runs)
+    times = []
+    for _ in range(int(repeats)):
+        t0 = time.perf_counter()
+        run(epochs)
+        times.append((time.perf_counter() - t0) / epochs)
+    return float(np.median(times)), float(np.min(times))
+
+
+def scaling_benchmark(N_values, activations=("linear", "erf"), epochs: int = 16, repeats: int = 3,
+                      epochs_largest: int | None = None) -> dict:
+    """Seconds per training epoch of the overlap dynamics (any N) and of the full network (per N).
+
+    Workloads: ``linear`` on the E1 task (impulse response, 400 steps, one trial); ``erf`` on
+    E9's flip-flop (4 fresh trials of 200 steps per epoch). Each timing compiles first with an
+    untimed run of the same shapes, then reports the median (and best) of ``repeats`` runs of
+    ``epochs`` epochs (``epochs_largest`` at the largest N). Precision: whatever JAX is set to.
+
+    Returns ``{"N": [...], "<act>": {"overlap_s", "overlap_best_s", "full_s" (per N),
+    "full_best_s" (per N)}, "device": str, "dtype": str}``.
+    """
+    import jax
+
+    from .learning import learn_overlaps, learn_vectors
+    from .overlaps import overlaps, sample_vectors, sigma_from_named
+    from .tasks import exponential_filter
+
+    N_values = [int(n) for n in N_values]
+    if not N_values or min(N_values) < 1:
+        raise InvalidParameterError(f"scaling_benchmark: N_values must be integers >= 1, got {N_values}")
+    out = {"N": N_values, "device": jax.devices()[0].platform,
+           "dtype": "float64" if jax.config.jax_enable_x64 else "float32"}
+    big = max(N_values)
+    for act in activations:
+        arch = Architecture(activation=act)
+        if act == "linear":
+            task, lr = exponential_filter(c=0.2, dt=0.05, T_max=20.0), 5e-3
+        else:
+            task, lr = e9_task("flipflop", act, 4, 0.1, 20.0), 0.1
+        S0 = sigma_from_named(arch, INIT_OVERLAPS)
+        ov = _seconds_per_epoch(lambda e: learn_overlaps(arch, S0, task, lr, e, progress=False), 8 * epochs, repeats)
+        rec = {"overlap_s": ov[0], "overlap_best_s": ov[1], "full_s": [], "full_best_s": []}
+        for N in N_values:
+            X0 = sample_vectors(arch, N, seed=0, sigma=S0)
+            ep = int(epochs_largest or epochs) if N == big else int(epochs)
+            fu = _seconds_per_epoch(lambda e: learn_vectors(arch, X0, task, lr, e, progress=False), ep, repeats)
+            rec["full_s"].append(fu[0])
+            rec["full_best_s"].append(fu[1])
+        out[act] = rec
+    return out
+
+
+def crossover_size(N, full_s, overlap_s: float) -> float:
+    """Smallest N at which the full network costs as much per epoch as the overlap dynamics,
+    from a fit ``t_full(N) = c0 + c1 N`` (least squares on relative errors); 0 if the full network
+    is slower already at N -> 0 (``c0 >= overlap_s``), NaN if it never becomes slower."""
+    N = np.asarray(N, dtype=float)
+    t = np.asarray(full_s, dtype=float)
+    A = np.stack([np.ones_like(N), N], axis=1) / t[:, None]
+    (c0, c1), *_ = np.linalg.lstsq(A, np.ones_like(N), rcond=None)
+    if c0 >= overlap_s:
+        return 0.0
+    if c1 <= 0:
+        return float("nan")
+    return float((overlap_s - c0) / c1)
+
+
+# ----------------------------------------------------------------------------- summaries
+_GROUP = ["activation", "task", "lr"]
+
+
+def seed_summary(frame, column: str):
+    """Median, min, max and count over seeds of ``column`` of an E9 sweep frame, per
+    (activation, task, lr, N): a DataFrame with those four columns, NaN entries ignored."""
+    df = frame.reset_index()
+    g = df.groupby(_GROUP + ["N"])[column]
+    out = g.agg(["median", "min", "max", "count"])
+    return out
+
+
+def scaling_table(frame, column: str = "err_end"):
+    """:func:`fit_error_scaling` of ``column`` against N (every seed a point) per (activation,
+    task, lr): a DataFrame with columns a, b, slope, crossover, rms_residual."""
+    import pandas as pd
+
+    df = frame.reset_index()
+    rows = {}
+    for key, sub in df.groupby(_GROUP):
+        sub = sub[np.isfinite(sub[column]) & (sub[column] > 0)]
+        if sub["N"].nunique() < 2:
+            continue
+        fit = fit_error_scaling(sub["N"].to_numpy(), sub[column].to_numpy())
+        rows[key] = dict(a=fit.a, b=fit.b, slope=fit.slope, crossover=fit.crossover, rms_residual=fit.rms_residual)
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index = pd.MultiIndex.from_tuples(out.index, names=_GROUP)
+    return out
