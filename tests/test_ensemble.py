@@ -1,0 +1,216 @@
+"""Fused adjoint, ensembles, learning-rate schedules and float32 chaining (issue: nonlinear results).
+
+References: autodiff through ``run_latent`` for the hand-written adjoint; single
+``learn_overlaps`` runs for the ensemble members; a plain Python loop over epochs for the
+schedules evaluated inside the compiled loop.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lowrank_learning as ll
+from lowrank_learning.reduced import overlap_loss
+
+
+def _random_sigma(arch, rng, N=60):
+    X = rng.standard_normal((N, arch.K))
+    return X.T @ X / N
+
+
+@settings(max_examples=12, deadline=None)
+@given(rank=st.integers(1, 3), n_in=st.integers(1, 2), n_out=st.integers(1, 2),
+       act=st.sampled_from(["linear", "erf", "tanh"]), kind=st.sampled_from(["sum_time", "masked_mean"]),
+       seed=st.integers(0, 2**16))
+def test_adjoint_equals_autodiff(rank, n_in, n_out, act, kind, seed):
+    arch = ll.Architecture(rank=rank, n_in=n_in, n_out=n_out, activation=act)
+    rng = np.random.default_rng(seed)
+    S = _random_sigma(arch, rng)
+    B, T = 3, 25
+    batch = ll.Batch(rng.standard_normal((B, T, n_in)), rng.standard_normal((B, T, n_out)),
+                     (rng.random((B, T, n_out)) > 0.3) * 1.0, 0.1, kind)
+    l_ref, G_ref = jax.value_and_grad(overlap_loss, argnums=1)(arch, jnp.asarray(S), batch)
+    l_adj, G_adj = ll.overlap_value_and_grad(arch, S, batch)
+    assert abs(float(l_adj) - float(l_ref)) <= 1e-12 * abs(float(l_ref))
+    np.testing.assert_allclose(np.asarray(G_adj), np.asarray(G_ref), rtol=0,
+                               atol=1e-11 * float(np.max(np.abs(G_ref))))
+    # the blocks the loss does not read have exactly zero gradient
+    assert np.all(np.asarray(G_adj)[~arch.visible_matrix] == 0.0)
+
+
+def _short_tasks():
+    ff = ll.tasks.flip_flop(n_trials=6, dt=0.1, T_max=4.0, first_pulse=0.2, mask_after=0.5,
+                            wait_min=0.3, wait_max=0.6, input_amplitude=2.0, target_amplitude=1.0)
+    dm = ll.tasks.decision_making(n_trials=6, dt=0.1, fixation=0.5, stimulus=1.5, delay=0.5, response=1.5)
+    return ff, dm
+
+
+@pytest.mark.parametrize("rule", ["exact", "naive", "flow"])
+def test_ensemble_members_equal_single_runs(rule):
+    arch = ll.Architecture(activation="erf")
+    S0 = ll.random_overlaps(arch, 3, seed=1).sigma
+    ff, dm = _short_tasks()
+    tasks, seeds = [ff, dm, ff], [3, 4, 5]
+    ens = ll.learn_overlaps_ensemble(arch, S0, tasks, 0.05, 12, rule=rule, seeds=seeds, progress=False)
+    assert ens.loss.shape == (3, 12) and ens.sigma.shape == (3, 12, 4, 4)
+    for i in range(3):
+        single = ll.learn_overlaps(arch, S0[i], tasks[i], 0.05, 12, rule=rule, seed=seeds[i], progress=False)
+        m = ens.member(i)
+        np.testing.assert_allclose(m.loss, single.loss, rtol=1e-11, atol=0)
+        np.testing.assert_allclose(m.sigma_all, single.sigma_all, rtol=0, atol=1e-11)
+
+
+def test_ensemble_shared_trials_and_recording():
+    """Members with the same task and seed share trials: equal starts give equal runs."""
+    arch = ll.Architecture(activation="erf")
+    S = ll.random_overlaps(arch, 1, seed=7).sigma[0]
+    ff, _ = _short_tasks()
+    ens = ll.learn_overlaps_ensemble(arch, np.stack([S, S]), ff, 0.05, 9, seeds=0, record_every=4,
+                                     progress=False)
+    np.testing.assert_array_equal(ens.loss[0], ens.loss[1])
+    np.testing.assert_array_equal(ens.record_epochs, [0, 4, 8])
+    single = ll.learn_overlaps(arch, S, ff, 0.05, 9, seed=0, progress=False)
+    np.testing.assert_allclose(ens.sigma[0], single.sigma[[0, 4, 8]], atol=1e-12)
+    with pytest.raises(ll.InvalidParameterError, match="every epoch"):
+        ens.member(0)
+
+
+def test_ensemble_bad_input():
+    arch = ll.Architecture(activation="erf")
+    S = np.stack([np.eye(4)] * 2)
+    ff, dm = _short_tasks()
+    long_dm = ll.tasks.decision_making(n_trials=6, dt=0.1)  # 200 steps, not 40
+    with pytest.raises(ll.InvalidParameterError, match="same shape"):
+        ll.learn_overlaps_ensemble(arch, S, [ff, long_dm], 0.05, 2, progress=False)
+    with pytest.raises(ll.InvalidParameterError, match="one per member"):
+        ll.learn_overlaps_ensemble(arch, S, [ff, dm, ff], 0.05, 2, progress=False)
+    with pytest.raises(ll.InvalidParameterError, match=r"\(E, 4, 4\)"):
+        ll.learn_overlaps_ensemble(arch, np.eye(4), ff, 0.05, 2, progress=False)
+    with pytest.raises(ll.InvalidParameterError, match="seeds"):
+        ll.learn_overlaps_ensemble(arch, S, ff, 0.05, 2, seeds=[1, 2, 3], progress=False)
+
+
+def test_task_must_match_architecture():
+    arch = ll.Architecture(activation="erf")
+    rng = np.random.default_rng(0)
+    two_out = ll.Batch(rng.standard_normal((2, 10, 1)), rng.standard_normal((2, 10, 2)), dt=0.1)
+    three_in = ll.Batch(rng.standard_normal((2, 10, 3)), rng.standard_normal((2, 10, 1)), dt=0.1)
+    X = ll.sample_vectors(arch, 20, seed=0)
+    for task, what in ((two_out, r"targets have shape \(2, 10, 2\).*n_out = 1"),
+                       (three_in, r"inputs have shape \(2, 10, 3\).*n_in = 1")):
+        with pytest.raises(ll.InvalidParameterError, match=what):
+            ll.learn_overlaps(arch, np.eye(4), task, 0.01, 2, progress=False)
+        with pytest.raises(ll.InvalidParameterError, match=what):
+            ll.learn_vectors(arch, X, task, 0.01, 2, progress=False)
+    # a teacher with two outputs for a student with one
+    teacher_arch = ll.Architecture(activation="erf", n_out=2)
+    inputs = ll.tasks.noisy_pulses(n_trials=2, dt=0.1, T_max=2.0)
+    teacher = ll.tasks.teacher(teacher_arch, inputs, sigma=np.eye(teacher_arch.K))
+    with pytest.raises(ll.InvalidParameterError, match="n_out = 1"):
+        ll.learn_overlaps(arch, np.eye(4), teacher, 0.01, 2, progress=False)
+
+
+# ----------------------------------------------------------------------------- schedules
+def _python_loop(arch, S0, batch, rate_of, epochs):
+    """Reference: one learn_overlaps call per epoch, the rate chosen in Python."""
+    S, losses, lrs, state = np.asarray(S0), [], [], -1
+    for e in range(epochs):
+        loss = float(ll.overlap_loss(arch, jnp.asarray(S), batch))
+        lr, state = rate_of(e, loss, state)
+        tr = ll.learn_overlaps(arch, S, batch, lr, 1, progress=False)
+        losses.append(tr.loss[0])
+        lrs.append(lr)
+        S = tr.final_sigma
+    return np.array(losses), np.array(lrs), S, state
+
+
+def test_drop_below_matches_python_loop():
+    arch = ll.Architecture(activation="erf")
+    rng = np.random.default_rng(3)
+    S0 = ll.random_overlaps(arch, 1, seed=3).sigma[0]
+    batch = ll.Batch(rng.standard_normal((4, 30, 1)), 0.5 * rng.standard_normal((4, 30, 1)), dt=0.1,
+                     loss="masked_mean")
+    first = ll.learn_overlaps(arch, S0, batch, 0.05, 20, progress=False).loss
+    threshold = float(np.quantile(first, 0.5))  # crossed about halfway
+    sched = ll.DropBelow(0.05, threshold, factor=5.0)
+    tr = ll.learn_overlaps(arch, S0, batch, sched, 20, progress=False)
+
+    def rate_of(e, loss, state):
+        if state < 0 and loss < threshold:
+            state = e
+        return (0.01 if state >= 0 else 0.05), state
+
+    losses, lrs, S_end, drop = _python_loop(arch, S0, batch, rate_of, 20)
+    assert 0 < drop < 19
+    assert tr.drop_epoch == drop
+    np.testing.assert_allclose(tr.lrs, lrs, rtol=1e-15)
+    np.testing.assert_allclose(tr.loss, losses, rtol=1e-11)
+    np.testing.assert_allclose(tr.final_sigma, S_end, atol=1e-12)
+
+
+def test_piecewise_matches_python_loop_full_network():
+    arch = ll.Architecture(activation="erf")
+    rng = np.random.default_rng(4)
+    X0 = ll.sample_vectors(arch, 40, seed=4)
+    batch = ll.Batch(rng.standard_normal((3, 20, 1)), 0.5 * rng.standard_normal((3, 20, 1)), dt=0.1)
+    sched = ll.Piecewise((0.02, 0.005, 0.01), boundaries=(3, 7))
+    tr = ll.learn_vectors(arch, X0, batch, sched, 10, progress=False)
+    X, lrs = X0, []
+    for e in range(10):
+        lr = 0.02 if e < 3 else (0.005 if e < 7 else 0.01)
+        lrs.append(lr)
+        X = ll.learn_vectors(arch, X, batch, lr, 1, progress=False).final_vectors
+    np.testing.assert_allclose(tr.lrs, lrs)
+    np.testing.assert_allclose(tr.final_vectors, X, atol=1e-12)
+    with pytest.raises(ll.InvalidParameterError, match="no loss-triggered"):
+        tr.drop_epoch
+
+
+def test_schedule_that_never_triggers_has_no_drop_epoch():
+    arch = ll.Architecture(activation="erf")
+    ff, _ = _short_tasks()
+    tr = ll.learn_overlaps(arch, np.eye(4), ff, ll.DropBelow(0.01, 1e-9, 5.0), 3, progress=False)
+    np.testing.assert_array_equal(tr.lrs, [0.01] * 3)
+    with pytest.raises(ll.InvalidParameterError, match="never triggered"):
+        tr.drop_epoch
+    for bad in (dict(lr=-1.0, threshold=0.1), dict(lr=0.1, threshold=0.0), dict(lr=0.1, threshold=1, factor=0)):
+        with pytest.raises(ll.InvalidParameterError, match="DropBelow"):
+            ll.DropBelow(**bad)
+    with pytest.raises(ll.InvalidParameterError, match="one more entry"):
+        ll.Piecewise((0.1, 0.2), boundaries=(3, 5))
+    with pytest.raises(ll.InvalidParameterError, match="increase"):
+        ll.Piecewise((0.1, 0.2, 0.3), boundaries=(5, 3))
+
+
+# ----------------------------------------------------------------------- float32 chaining
+def test_psd_tolerance_follows_dtype():
+    arch = ll.Architecture()
+    w = np.array([10.0, 3.0, 1.0, -8.7e-7])
+    Q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((4, 4)))
+    S = (Q * w) @ Q.T
+    ll.validate_sigma(arch, S.astype(np.float32))  # float32 rounding: accepted
+    with pytest.raises(ll.InvalidOverlapError, match="positive semi-definite"):
+        ll.validate_sigma(arch, S)  # the same eigenvalue in float64 is a real violation
+    w[-1] = -1e-3
+    with pytest.raises(ll.InvalidOverlapError, match="positive semi-definite"):
+        ll.validate_sigma(arch, ((Q * w) @ Q.T).astype(np.float32))
+
+
+def test_float32_phases_chain_through_run_schedule():
+    """Each phase starts from the previous phase's float32 end state, near rank deficiency."""
+    arch = ll.Architecture(activation="erf")
+    # rank-deficient start (v = z), scale ~ 3: the exact map keeps it PSD only up to rounding
+    X = ll.sample_vectors(arch, 3, seed=0)
+    X[:, 3] = X[:, 2]
+    S0 = (3.0 * X.T @ X / 3).astype(np.float32)
+    ff, dm = _short_tasks()
+    phases = [ll.Phase(ff, 0.05, 25, label="ff"), ll.Phase(dm, 0.05, 25, label="dm"),
+              ll.Phase(ff, ll.DropBelow(0.05, 1e-9), 25, label="ff again")]
+    run = ll.run_schedule(arch, S0, phases, space="overlaps")
+    assert run.trajectory.sigma.dtype == np.float32
+    assert run.trajectory.loss.shape == (75,)
+    for p in run.parts:
+        assert np.all(np.isfinite(p.final_sigma))
