@@ -30,7 +30,7 @@ import numpy as np
 from .architecture import Architecture
 from .errors import DivergenceError, InvalidParameterError, UnreachableOverlapError
 from .learning import learn_overlaps
-from .network import scan_network
+from .network import check_network_inputs, scan_network
 from .overlaps import overlaps, validate_sigma
 
 __all__ = ["equivalent_vectors", "equivalent_overlaps", "run_noisy_network", "epochs_to_reach",
@@ -298,6 +298,12 @@ def run_noisy_network(arch: Architecture, X, inputs, dt: float, noise_std: float
     X = jnp.asarray(X)
     N = X.shape[0]
     inputs = jnp.asarray(inputs, dtype=X.dtype)
+    check_network_inputs(arch, X, inputs, dt, "run_noisy_network")
+    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float, np.integer, np.floating)) \
+            or not (np.isfinite(noise_std) and noise_std >= 0):
+        raise InvalidParameterError(f"run_noisy_network: noise_std must be a finite number >= 0, got {noise_std!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise InvalidParameterError(f"run_noisy_network: seed must be an integer, got {seed!r}")
     B, T, _ = inputs.shape
     xi = jax.random.normal(jax.random.PRNGKey(seed), (T, B, N), X.dtype)
     return _noisy(arch, X, inputs, xi, float(dt), float(noise_std), bool(multiplicative), bool(return_states))

@@ -9,8 +9,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+import math
+
 from .activations import phi
 from .architecture import Architecture
+from .errors import InvalidParameterError
 from .tasks import Batch, loss_value
 
 # Time-loop unrolling: measured on CPU (2 cores, float32), unroll=1 gave the fastest
@@ -93,6 +96,22 @@ def scan_network(arch: Architecture, X, inputs, dt: float, return_states: bool =
     return jnp.swapaxes(out, 0, 1)
 
 
+def check_network_inputs(arch: Architecture, X, inputs, dt, where: str = "run_network") -> None:
+    """Raise :class:`InvalidParameterError` unless ``X`` is (N, K), ``inputs`` is (B, T, n_in) and
+    ``dt`` > 0. Only static shapes are read (free under ``jit``); a traced ``dt`` is not checked."""
+    if not isinstance(arch, Architecture):
+        raise InvalidParameterError(f"{where}: arch must be an Architecture, got {type(arch).__name__}")
+    if getattr(X, "ndim", None) != 2 or X.shape[1] != arch.K or X.shape[0] < 1:
+        raise InvalidParameterError(
+            f"{where}: X must have shape (N, K={arch.K}) (columns {', '.join(arch.vector_names)}), "
+            f"got {getattr(X, 'shape', type(X).__name__)}")
+    if getattr(inputs, "ndim", None) != 3 or inputs.shape[2] != arch.n_in:
+        raise InvalidParameterError(
+            f"{where}: inputs must have shape (B, T, n_in={arch.n_in}), got {getattr(inputs, 'shape', None)}")
+    if isinstance(dt, (int, float)) and not (math.isfinite(dt) and dt > 0):
+        raise InvalidParameterError(f"{where}: dt must be a finite number > 0, got {dt!r}")
+
+
 def run_network(arch: Architecture, X, inputs, dt: float, return_states: bool = False):
     """Simulate the full network.
 
@@ -113,6 +132,7 @@ def run_network(arch: Architecture, X, inputs, dt: float, return_states: bool = 
     """
     X = jnp.asarray(X)
     inputs = jnp.asarray(inputs, dtype=X.dtype)
+    check_network_inputs(arch, X, inputs, dt)
     return scan_network(arch, X, inputs, dt, return_states)
 
 
