@@ -116,6 +116,67 @@ def test_plot_code_is_not_part_of_the_key():
     assert cache._hash_package(exclude=("plotting.py",)) != cache.package_hash()
 
 
+@pytest.fixture
+def package_copy(tmp_path):
+    """A copy of the installed package's ``*.py`` files, to edit without touching the real one."""
+    import shutil
+
+    src = cache._package_root()
+    dst = tmp_path / "pkg"
+    for path in src.rglob("*.py"):
+        target = dst / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    return dst
+
+
+def _append(path, text="\n# an edit\n"):
+    path.write_text(path.read_text() + text)
+
+
+def test_copy_hashes_like_the_installed_package(package_copy):
+    assert cache._hash_package(cache.PRESENTATION_MODULES, root=package_copy) == cache.source_hash()
+    assert cache._hash_package(root=package_copy) == cache.package_hash()
+
+
+@pytest.mark.parametrize("rel", ["reproduce/runner.py", "reproduce/__init__.py", "reproduce/layout.py",
+                                 "results.py", "plotting.py", "cli.py", "cache.py"])
+def test_editing_pipeline_code_keeps_the_model_hash(package_copy, rel):
+    """The reproduction pipeline, result files, plots and CLI are not model code."""
+    path = package_copy / rel
+    assert path.exists(), rel
+    before_model = cache._hash_package(cache.PRESENTATION_MODULES, root=package_copy)
+    before_all = cache._hash_package(root=package_copy)
+    _append(path)
+    assert cache._hash_package(cache.PRESENTATION_MODULES, root=package_copy) == before_model
+    assert cache._hash_package(root=package_copy) != before_all  # notebook stamps still see it
+
+
+def test_new_file_in_reproduce_keeps_the_model_hash(package_copy):
+    before = cache._hash_package(cache.PRESENTATION_MODULES, root=package_copy)
+    (package_copy / "reproduce" / "extra_step.py").write_text("X = 1\n")
+    assert cache._hash_package(cache.PRESENTATION_MODULES, root=package_copy) == before
+
+
+@pytest.mark.parametrize("rel", ["learning.py", "overlaps.py", "tasks.py", "network.py"])
+def test_editing_model_code_changes_the_model_hash(package_copy, rel):
+    before = cache._hash_package(cache.PRESENTATION_MODULES, root=package_copy)
+    _append(package_copy / rel)
+    assert cache._hash_package(cache.PRESENTATION_MODULES, root=package_copy) != before
+
+
+def test_exclusion_is_by_folder_or_exact_name(package_copy):
+    """``reproduce/`` excludes the folder only; a model module whose name merely starts with
+    an excluded name is still hashed."""
+    before = cache._hash_package(cache.PRESENTATION_MODULES, root=package_copy)
+    (package_copy / "reproduce_model.py").write_text("X = 1\n")
+    (package_copy / "results_extra.py").write_text("Y = 2\n")
+    assert cache._hash_package(cache.PRESENTATION_MODULES, root=package_copy) != before
+    assert cache._excluded("reproduce/stamps.py", cache.PRESENTATION_MODULES)
+    assert not cache._excluded("reproduce.py", ("reproduce/",))
+    assert not cache._excluded("sub/plotting.py", ("plotting.py",))
+
+
 def _corrupt_truncate(path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])

@@ -50,17 +50,30 @@ class CacheWarning(UserWarning):
 
 # --------------------------------------------------------------------------- source hash
 # Modules that only present or orchestrate results: editing them must not rerun a simulation.
-PRESENTATION_MODULES = ("plotting.py", "cli.py", "reproduce.py", "cache.py")
+# An entry ending in "/" excludes a whole subpackage (every file under that folder).
+PRESENTATION_MODULES = ("plotting.py", "cli.py", "cache.py", "results.py", "reproduce/")
 
 
-def _hash_package(exclude=()) -> str:
+def _excluded(rel: str, exclude) -> bool:
+    """Whether the package-relative posix path ``rel`` is excluded: an exact file name in
+    ``exclude``, or a file under a folder named there with a trailing ``/``."""
+    return any(rel.startswith(e) if e.endswith("/") else rel == e for e in exclude)
+
+
+def _package_root() -> Path:
     spec = importlib.util.find_spec("lowrank_learning")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("cannot locate the installed lowrank_learning package")
-    root = Path(next(iter(spec.submodule_search_locations)))
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _hash_package(exclude=(), root=None) -> str:
+    """sha256 over the ``*.py`` files under ``root`` (default: the installed package), in
+    sorted order of their relative paths, skipping those :func:`_excluded` by ``exclude``."""
+    root = _package_root() if root is None else Path(root)
     h = hashlib.sha256()
     for rel in sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py")):
-        if rel in exclude:
+        if _excluded(rel, exclude):
             continue
         data = (root / rel).read_bytes()
         h.update(rel.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
@@ -69,10 +82,11 @@ def _hash_package(exclude=()) -> str:
 
 @functools.lru_cache(maxsize=1)
 def source_hash() -> str:
-    """sha256 of the package's model code: every ``*.py`` file except :data:`PRESENTATION_MODULES`.
+    """sha256 of the package's model code: every ``*.py`` file except :data:`PRESENTATION_MODULES`
+    (plotting, the command line, the cache itself, result files and the ``reproduce/`` pipeline).
 
-    Part of every cache key: changing the model always reruns a simulation, editing a plot
-    (``plotting.py``) or the command line never does. Computed once per process.
+    Part of every cache key: changing the model always reruns a simulation, editing a plot,
+    the command line or the reproduction pipeline never does. Computed once per process.
     """
     return _hash_package(exclude=PRESENTATION_MODULES)
 
