@@ -44,6 +44,8 @@ class Batch:
         ``sum_time``: ``L = (1/B) sum_{b,t,o} mask (y - y*)^2 dt`` (impulse-response tasks);
         ``masked_mean``: ``L = sum(mask (y - y*)^2) / sum(mask)`` (trial-based tasks).
 
+    Notes
+    -----
     Concrete arrays (not JAX tracers inside ``jit``) are validated at construction: shapes,
     finite inputs/targets/mask, a non-negative mask; each failure raises
     :class:`~lowrank_learning.errors.InvalidParameterError` naming the field.
