@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import erf
 
+from .errors import InvalidParameterError
+
 ACTIVATIONS = ("linear", "erf", "tanh")
 
 _SQRT_PI_2 = float(np.sqrt(np.pi) / 2.0)
@@ -28,6 +30,10 @@ _SQRT_PI_2 = float(np.sqrt(np.pi) / 2.0)
 _Q_STEP = 0.025
 _Q_NODES = np.arange(-8.5, 8.5 + _Q_STEP / 2, _Q_STEP)
 _Q_WEIGHTS = _Q_STEP * np.exp(-0.5 * _Q_NODES**2) / np.sqrt(2.0 * np.pi)
+
+
+def _unknown(activation) -> InvalidParameterError:
+    return InvalidParameterError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
 
 
 def phi(activation: str, x):
@@ -38,7 +44,7 @@ def phi(activation: str, x):
         return erf(_SQRT_PI_2 * x)
     if activation == "tanh":
         return jnp.tanh(x)
-    raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
+    raise _unknown(activation)
 
 
 def phi_prime(activation: str, x):
@@ -49,7 +55,7 @@ def phi_prime(activation: str, x):
         return jnp.exp(-np.pi / 4.0 * x**2)
     if activation == "tanh":
         return 1.0 - jnp.tanh(x) ** 2
-    raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
+    raise _unknown(activation)
 
 
 def gain(activation: str, delta):
@@ -70,7 +76,7 @@ def gain(activation: str, delta):
         weights = jnp.asarray(_Q_WEIGHTS, dtype=nodes.dtype)
         t = jnp.tanh(s[..., None] * nodes)
         return jnp.sum(weights * (1.0 - t * t), axis=-1)
-    raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
+    raise _unknown(activation)
 
 
 def is_linear(activation: str) -> bool:

@@ -112,8 +112,17 @@ def flatten(arch: Architecture, Sigma) -> np.ndarray:
 
 
 def unflatten(arch: Architecture, sigma) -> np.ndarray:
-    """Inverse of :func:`flatten`: (..., K(K+1)/2) -> symmetric (..., K, K)."""
+    """Inverse of :func:`flatten`: (..., K(K+1)/2) -> symmetric (..., K, K).
+
+    Raises :class:`~lowrank_learning.errors.InvalidParameterError` when the last axis of
+    ``sigma`` is not ``K(K+1)/2`` long.
+    """
     sigma = np.asarray(sigma)
+    n = len(arch.overlap_pairs)
+    if sigma.ndim == 0 or sigma.shape[-1] != n:
+        raise InvalidParameterError(
+            f"unflatten: sigma must have shape (..., {n}) (K(K+1)/2 overlaps for K = {arch.K}), "
+            f"got shape {sigma.shape}")
     S = np.zeros(sigma.shape[:-1] + (arch.K, arch.K))
     i, j = np.array(arch.overlap_pairs).T
     S[..., i, j] = sigma
