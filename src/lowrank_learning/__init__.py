@@ -28,6 +28,7 @@ from .memory import (
     Phase,
     ScheduleRun,
     compare_visits,
+    conservation_violation,
     conserved_drift,
     invisible_distance,
     overlap_distance,
@@ -88,5 +89,5 @@ __all__ = [
     "excess_kurtosis", "gaussian_distance", "fit_error_scaling", "loss_drop_epoch",
     "linear_exactness", "compare_nonlinear", "e9_jobs",
     "schedules", "Constant", "Piecewise", "DropBelow", "learn_overlaps_ensemble", "EnsembleTrajectory",
-    "ensemble_value_and_grad", "overlap_value_and_grad", "sigma_tolerance",
+    "ensemble_value_and_grad", "overlap_value_and_grad", "sigma_tolerance", "conservation_violation",
 ]

@@ -24,7 +24,7 @@ from .overlaps import conserved_quantities, flatten
 from .schedules import as_schedule
 from .trajectory import Trajectory
 
-__all__ = ["overlap_distance", "invisible_distance", "conserved_drift", "compare_visits", "Phase",
+__all__ = ["overlap_distance", "invisible_distance", "conserved_drift", "compare_visits", "Phase", "conservation_violation",
            "ScheduleRun", "run_schedule"]
 
 
@@ -279,3 +279,45 @@ def run_schedule(arch: Architecture, start, phases: Sequence[Phase], space: str 
                       first.lr, first.method, last.final_vectors, lrs=lrs)
     bounds = np.concatenate([[0], np.cumsum([p.epochs for p in phases])]).astype(int)
     return ScheduleRun(traj, phases, bounds, tuple(parts))
+
+
+# --------------------------------------------------------------------------- why the law breaks
+def conservation_violation(arch: Architecture, sigma, grad):
+    """Rate at which gradient flow moves the conserved matrix ``C = A A^T - B B^T`` (THEORY.md 6).
+
+    With every vector plastic, ``dX/dtau = -X S`` (``S = G + G^T``, ``G = dL/dSigma``) gives
+    ``dC/dtau = -X (S J + J S) X^T`` with ``J = +1`` on ``A = [Z V]`` and ``-1`` on ``B = [M U]``.
+    ``S J + J S`` vanishes on every block that couples A to B, which are all the blocks a linear
+    network's loss reads, so for linear units ``C`` is conserved. What is left are the blocks
+    within B, ``S_BB`` (the gain's ``M^T M``, ``U^T U``, ``M^T U``), and within A (never read):
+    ``dC/dtau = 2 X_B S_BB X_B^T - 2 X_A S_AA X_A^T``. This returns its size per neuron pair,
+
+        || dC/dtau ||_F / N = 2 sqrt(tr(S_BB Sigma_BB S_BB Sigma_BB))     (S_AA = 0),
+
+    computed from overlaps alone. The spectrum of ``J Sigma`` (:func:`conserved_quantities`) can
+    move no faster than this (Hoffman-Wielandt).
+
+    Parameters
+    ----------
+    sigma : array (..., K, K)
+    grad : array (..., K, K)
+        ``dL/dSigma`` at ``sigma`` (e.g. from :func:`~lowrank_learning.overlap_value_and_grad`).
+
+    Returns
+    -------
+    float or array (...): 0 for linear units.
+    """
+    S = np.asarray(_sigma(arch, sigma, "sigma"))
+    G = np.asarray(_sigma(arch, grad, "grad"))
+    Sg = G + np.swapaxes(G, -1, -2)
+    b = np.array([g in ("M", "U") for g in arch.vector_group])
+    a = ~b
+    SBB, XBB = Sg[..., b, :][..., :, b], S[..., b, :][..., :, b]
+    SAA, XAA = Sg[..., a, :][..., :, a], S[..., a, :][..., :, a]
+    # ||X_B S_BB X_B^T - X_A S_AA X_A^T||_F^2 / N^2 expanded with X^T X / N = Sigma
+    SAB = S[..., a, :][..., :, b]
+    tr = lambda M: np.trace(M, axis1=-2, axis2=-1)  # noqa: E731
+    val = (tr(SBB @ XBB @ SBB @ XBB) + tr(SAA @ XAA @ SAA @ XAA)
+           - 2.0 * tr(SBB @ np.swapaxes(SAB, -1, -2) @ SAA @ SAB))
+    out = 2.0 * np.sqrt(np.maximum(val, 0.0))
+    return float(out) if np.ndim(out) == 0 else out

@@ -1,0 +1,180 @@
+"""Memory in nonlinear networks: twin networks (EXPERIMENTS.md E8, paper Fig. 9, 10, 4d).
+
+Each pair of twins starts at the same random point in overlap space. In phase 1 twin 1 learns
+flip-flop and twin 2 perceptual decision making; in phase 2 both imitate one teacher network.
+After phase 2 the twins compute (almost) the same function; the question is whether their
+overlaps still say which task each learned first.
+
+:func:`run_twins` runs all pairs as one ensemble (:func:`~lowrank_learning.learn_overlaps_ensemble`)
+and returns plain arrays (cacheable); :func:`twin_gaps` and :func:`decode_history` analyse them;
+:func:`confirm_pair` runs one pair with full networks next to the overlap dynamics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .architecture import Architecture
+from .decoding import decode_stack
+from .errors import InvalidParameterError
+from .initial import random_overlaps
+from .learning import learn_overlaps, learn_overlaps_ensemble, learn_vectors
+from .overlaps import flatten, sample_vectors, sigma_from_named
+from .schedules import DropBelow
+from .tasks import decision_making, flip_flop, noisy_pulses, teacher
+
+ARCH = Architecture(rank=1, activation="erf")
+
+#: The teacher's loss-visible overlaps (EXPERIMENTS.md E8).
+TEACHER_VISIBLE = {"zm": 0.5, "zu": 2.3, "vm": 2.0, "vu": 1.5, "mu": 1.6, "mm": 1.8, "uu": 2.2}
+#: Its invisible overlaps do not affect its output; these make its overlap matrix positive
+#: definite (with vv = zz = 1 and zv = 0 it is not: no vectors would have those overlaps).
+TEACHER_INVISIBLE = {"zv": 0.0, "vv": 3.0, "zz": 5.5}
+
+
+def teacher_sigma(visible=None, invisible=None) -> np.ndarray:
+    """The E8 teacher's overlap matrix (4, 4), validated positive semi-definite."""
+    return sigma_from_named(ARCH, {**(visible or TEACHER_VISIBLE), **(invisible or TEACHER_INVISIBLE)})
+
+
+def twin_tasks(n_trials: int = 128, dt: float = 0.05, T_max: float = 20.0,
+               noise_std: float = 1.5, pulse_amplitude: float = 2.0, teacher_sig=None):
+    """The three E8 tasks: (flip-flop, decision making, teacher), all with ``T_max / dt`` steps.
+
+    * flip-flop: the authors' generator with waits U(1, 2) s after the 2 s unscored period,
+      input amplitude 2, target amplitude 1;
+    * decision making: fixation 1 s, stimulus 9 s, delay 1 s, response 9 s (T_max = 20 s),
+      input noise std 0.05 at every step;
+    * teacher: the targets are the outputs (mean-field) of the teacher network
+      (:func:`teacher_sigma`) on ``noise_std`` * N(0, 1) white noise per step plus
+      ``pulse_amplitude`` * the pulses of the E6 flip-flop generator; ``sum_time`` loss with a
+      full mask, i.e. the mean squared error over trials and steps times T dt.
+    """
+    ff = flip_flop(n_trials=n_trials, dt=dt, T_max=T_max, wait_min=1.0, wait_max=2.0,
+                   input_amplitude=2.0, target_amplitude=1.0)
+    dm = decision_making(n_trials=n_trials, dt=dt)
+    if abs(dm.T_max - T_max) > 1e-9:
+        raise InvalidParameterError(f"twin_tasks: decision making lasts {dm.T_max} s, T_max must match, got {T_max}")
+    inputs = noisy_pulses(n_trials=n_trials, dt=dt, T_max=T_max, noise_std=noise_std, pulse_amplitude=pulse_amplitude)
+    sig = teacher_sigma() if teacher_sig is None else teacher_sig
+    return ff, dm, teacher(ARCH, inputs, sigma=sig)
+
+
+def run_twins(n_pairs: int = 10, epochs_phase1: int = 30000, epochs_phase2: int = 30000, n_trials: int = 128,
+              lr_phase1: float = 0.01, drop_threshold: float = 0.015, drop_factor: float = 5.0,
+              lr_phase2: float = 1e-3, seed: int = 0, record_every: int = 100,
+              float32: bool = True, activation: str = "erf", progress: bool | None = None) -> dict:
+    """Run the E8 twin protocol in overlap space (exact map); all 2 n_pairs networks at once.
+
+    ``activation`` sets the units of the twins (the teacher is always the E8 erf network): the
+    paper's protocol is erf; ``"linear"`` runs the same protocol with linear twins for comparison.
+
+    Members ``0 .. n_pairs-1`` are the twins 1 (flip-flop first), members ``n_pairs .. 2 n_pairs-1``
+    the twins 2 (decision making first); member ``i`` and ``i + n_pairs`` form pair ``i``.
+
+    Trials: every network draws fresh trials each epoch; networks learning the same task in the
+    same phase share that epoch's trials (seed ``seed`` in phase 1, ``seed + 1`` in phase 2).
+
+    Returns
+    -------
+    dict of arrays: ``start`` (n_pairs, 4, 4), ``n_rejected`` (draws that were not positive
+    definite), and per phase ``p1_*`` / ``p2_*``: ``loss`` (2n, epochs), ``sigma`` (2n, R, 4, 4)
+    at ``record_epochs`` (R,), ``final`` (2n, 4, 4), ``lrs`` (2n, epochs); ``p1_drops`` (2n,)
+    the epoch of each network's rate drop (-1: none).
+    """
+    arch = Architecture(rank=1, activation=activation)
+    draw = random_overlaps(arch, n_pairs, seed=seed)
+    start = draw.sigma
+    S0 = np.concatenate([start, start]).astype(np.float32 if float32 else np.float64)
+    ff, dm, tch = twin_tasks(n_trials)
+    p1 = learn_overlaps_ensemble(arch, S0, [ff] * n_pairs + [dm] * n_pairs,
+                                 DropBelow(lr_phase1, drop_threshold, drop_factor), epochs_phase1,
+                                 seeds=seed, record_every=record_every, progress=progress)
+    p2 = learn_overlaps_ensemble(arch, p1.final_sigma, tch, lr_phase2, epochs_phase2, seeds=seed + 1,
+                                 record_every=record_every, progress=progress)
+    out = {"start": start, "n_rejected": int(draw.n_rejected)}
+    for tag, p in (("p1", p1), ("p2", p2)):
+        out.update({f"{tag}_loss": p.loss, f"{tag}_sigma": p.sigma, f"{tag}_record_epochs": p.record_epochs,
+                    f"{tag}_final": p.final_sigma, f"{tag}_lrs": p.lrs})
+    out["p1_drops"] = p1.drops
+    return out
+
+
+def twin_gaps(sigma) -> np.ndarray:
+    """Per pair, twin 1 minus twin 2 for every overlap: (2n, 4, 4) -> (n, 10) (``ARCH.overlap_names`` order)."""
+    sigma = np.asarray(sigma, dtype=float)
+    if sigma.ndim != 3 or sigma.shape[0] % 2 or sigma.shape[1:] != (4, 4):
+        raise InvalidParameterError(f"twin_gaps: sigma must have shape (2n, 4, 4), got {sigma.shape}")
+    n = sigma.shape[0] // 2
+    return flatten(ARCH, sigma[:n] - sigma[n:])
+
+
+def gap_norms(sigma, arch: Architecture = ARCH) -> dict:
+    """Per pair, the Euclidean norm of the twins' difference over the visible and over the
+    invisible overlaps of ``arch`` (default erf): ``{"visible": (n,), "invisible": (n,)}``."""
+    g = twin_gaps(sigma)
+    return {"visible": np.linalg.norm(g[:, arch.visible], axis=1),
+            "invisible": np.linalg.norm(g[:, ~arch.visible], axis=1)}
+
+
+def decode_history(states: dict, n_splits: int = 50, n_test_groups: int = 2, train_noise: float = 0.3,
+                   seed: int = 0, names=None, arch: Architecture = ARCH) -> dict:
+    """Decode which task each network learned first, from visible vs invisible overlaps.
+
+    Parameters
+    ----------
+    states : dict label -> array (2n, 4, 4)
+        Overlaps of all networks at some moments (e.g. start, after phase 1, after phase 2).
+    names : dict feature-set name -> tuple of overlap names, optional
+        Default ``{"visible": ARCH.visible_names, "invisible": ARCH.invisible_names}``.
+
+    Returns
+    -------
+    dict ``(feature set, label)`` -> :class:`~lowrank_learning.decoding.DecodingResult`, all on the
+    same splits: ``n_splits`` random splits with ``n_test_groups`` whole pairs held out
+    (both twins on the same side), Gaussian noise of std ``train_noise`` on the training
+    features, standardise + logistic regression (the authors' protocol).
+    """
+    names = names or {"visible": arch.visible_names, "invisible": arch.invisible_names}
+    any_state = next(iter(states.values()))
+    n = np.asarray(any_state).shape[0] // 2
+    labels = np.r_[np.zeros(n, int), np.ones(n, int)]
+    groups = np.r_[np.arange(n), np.arange(n)]
+    feats = {}
+    for set_name, ov in names.items():
+        idx = [ARCH.overlap_index(o) for o in ov]
+        for label, S in states.items():
+            feats[(set_name, label)] = flatten(ARCH, np.asarray(S, dtype=float))[:, idx]
+    keys = list(feats)
+    res = decode_stack({f"{a}|{b}": feats[(a, b)] for a, b in keys}, labels, groups, n_splits=n_splits,
+                       n_test_groups=n_test_groups, train_noise=train_noise, seed=seed)
+    return {k: res[f"{k[0]}|{k[1]}"] for k in keys}
+
+
+def confirm_pair(start, N: int, epochs_phase1: int, epochs_phase2: int, n_trials: int = 128,
+                 lr_phase1: float = 0.01, drop_threshold: float = 0.015, drop_factor: float = 5.0,
+                 lr_phase2: float = 1e-3, seed: int = 0, vector_seed: int = 0,
+                 progress: bool | None = None) -> dict:
+    """One twin pair with full networks (erf, N neurons) next to the overlap dynamics.
+
+    Both twins start from the same vectors, drawn Gaussian with Gram matrix exactly ``start``
+    (:func:`~lowrank_learning.sample_vectors` with ``exact=True``); the schedule, trials and
+    seeds are those of :func:`run_twins` (so the overlap runs here equal the ensemble's members
+    over these epochs). Returns a dict with, for ``twin1``/``twin2`` and ``full``/``theory``,
+    the overlaps per epoch ``{key}_sigma`` (E1 + E2 + 1, 4, 4) and the losses ``{key}_loss``.
+    """
+    ff, dm, tch = twin_tasks(n_trials)
+    X0 = sample_vectors(ARCH, N, seed=vector_seed, sigma=np.asarray(start, dtype=float), exact=True)
+    sched = DropBelow(lr_phase1, drop_threshold, drop_factor)
+    out = {}
+    for twin, task in (("twin1", ff), ("twin2", dm)):
+        f1 = learn_vectors(ARCH, X0, task, sched, epochs_phase1, seed=seed, progress=progress)
+        f2 = learn_vectors(ARCH, f1.final_vectors, tch, lr_phase2, epochs_phase2, seed=seed + 1, progress=progress)
+        t1 = learn_overlaps(ARCH, np.asarray(start, dtype=float), task, sched, epochs_phase1, seed=seed,
+                            progress=progress)
+        t2 = learn_overlaps(ARCH, t1.final_sigma, tch, lr_phase2, epochs_phase2, seed=seed + 1, progress=progress)
+        out[f"{twin}_full_sigma"] = np.concatenate([f1.sigma, f2.sigma_all])
+        out[f"{twin}_full_loss"] = np.concatenate([f1.loss, f2.loss])
+        out[f"{twin}_theory_sigma"] = np.concatenate([t1.sigma, t2.sigma_all])
+        out[f"{twin}_theory_loss"] = np.concatenate([t1.loss, t2.loss])
+    return out
