@@ -1,0 +1,502 @@
+"""Predictions for experiments (EXPERIMENTS.md E10): learning as a probe, drift, savings.
+
+Three analyses that turn the paper's closing predictions into numbers:
+
+- **Probe learning.** :func:`degenerate_ensemble` draws networks with the visible overlaps of a
+  given one (hence the same behaviour) and random invisible overlaps; :func:`probe_curves`
+  trains them all on a new task; :func:`decode_from_curves` asks how much of the invisible
+  overlaps a cross-validated ridge regression reads from the learning curve alone, against a
+  shuffled-label baseline (scikit-learn's ``permutation_test_score``).
+- **Drift.** :func:`drift_overlaps` (label noise, overlap space) and :func:`drift_vectors`
+  (update noise, full network) keep trained networks learning with noise at fixed performance;
+  :func:`diffusion_coefficient` estimates the diffusion coefficient of a set of coordinates
+  from the mean squared displacement, and :func:`overlap_drift` applies it to the visible and
+  the invisible overlaps separately.
+- **Savings.** :func:`savings_experiment` learns A, then B, then A again (and, as a control,
+  A again from the state after B with its invisible overlaps put back to their values before A,
+  :func:`reset_invisible`); :func:`savings` turns the loss curves into the relearning savings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .architecture import Architecture
+from .degeneracy import epochs_to_reach, equivalent_overlaps
+from .errors import InvalidParameterError, UnreachableOverlapError
+from .learning import learn_overlaps_ensemble, learn_vectors
+from .memory import compare_visits, invisible_distance
+from .overlaps import flatten, validate_sigma
+
+__all__ = ["DegenerateEnsemble", "degenerate_ensemble", "probe_curves", "curve_features",
+           "decode_from_curves", "diffusion_coefficient", "overlap_drift", "drift_overlaps",
+           "drift_vectors", "savings", "reset_invisible", "savings_experiment", "mean_se"]
+
+
+# --------------------------------------------------------------------------- helpers
+def _int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InvalidParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or value <= 0:
+        raise InvalidParameterError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def mean_se(x) -> tuple[float, float]:
+    """Mean and standard error (``std(ddof=1) / sqrt(n)``) of the finite entries of ``x``;
+    ``(nan, nan)`` without any, standard error ``nan`` with one."""
+    x = np.asarray(x, dtype=float).ravel()
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return float("nan"), float("nan")
+    se = float(np.std(x, ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
+    return float(np.mean(x)), se
+
+
+# --------------------------------------------------------------------------- probe learning
+@dataclass(frozen=True)
+class DegenerateEnsemble:
+    """Networks with the same visible overlaps and random invisible ones.
+
+    Attributes
+    ----------
+    sigma : ndarray (n, K, K)
+        The members' overlaps; every visible overlap equals the base network's.
+    invisible : ndarray (n, n_invisible)
+        Their invisible overlaps, in ``arch.invisible_names`` order.
+    names : tuple of str
+        ``arch.invisible_names``.
+    n_rejected : int
+        Draws that no vectors realise (the Gram matrix was not positive definite), redrawn.
+    """
+
+    sigma: np.ndarray
+    invisible: np.ndarray
+    names: tuple
+    n_rejected: int
+
+
+def degenerate_ensemble(arch: Architecture, Sigma, n: int, seed: int, cross_scale: float = 0.4,
+                        norm_range: tuple[float, float] = (0.5, 2.0), min_eigenvalue: float = 1e-3,
+                        max_draws: int = 100_000) -> DegenerateEnsemble:
+    """``n`` networks that behave like ``Sigma`` (same visible overlaps) with random invisible ones.
+
+    Each draw sets every invisible norm (e.g. ``vv``) to ``U(norm_range)`` and every invisible
+    cross overlap (e.g. ``zv``) to ``N(0, cross_scale^2)``, draws from
+    ``numpy.random.default_rng(seed)``, and keeps the draw when the resulting overlap matrix
+    (:func:`~lowrank_learning.equivalent_overlaps`) has smallest eigenvalue above
+    ``min_eigenvalue`` (vectors realising it exist, away from the boundary).
+
+    Parameters
+    ----------
+    Sigma : array (K, K)
+        The base network.
+    n, seed : int
+
+    Returns
+    -------
+    DegenerateEnsemble with ``sigma`` (n, K, K) and ``invisible`` (n, n_invisible).
+    """
+    S0 = validate_sigma(arch, Sigma)
+    n = _int("n", n, 1)
+    _int("seed", seed, 0)
+    _int("max_draws", max_draws, 1)
+    cross_scale = _positive("cross_scale", cross_scale)
+    lo, hi = (float(v) for v in norm_range)
+    if not (0 <= lo < hi):
+        raise InvalidParameterError(f"norm_range must satisfy 0 <= low < high, got {norm_range!r}")
+    names = arch.invisible_names
+    diag = [arch.overlap_pair(nm)[0] == arch.overlap_pair(nm)[1] for nm in names]
+    rng = np.random.default_rng(seed)
+    out, rejected = [], 0
+    for _ in range(max_draws):
+        vals = [rng.uniform(lo, hi) if d else rng.normal(0.0, cross_scale) for d in diag]
+        try:
+            S = equivalent_overlaps(arch, S0, dict(zip(names, vals)))
+        except UnreachableOverlapError:
+            rejected += 1
+            continue
+        if np.linalg.eigvalsh(S)[0] <= min_eigenvalue:
+            rejected += 1
+            continue
+        out.append(S)
+        if len(out) == n:
+            break
+    else:
+        raise InvalidParameterError(
+            f"degenerate_ensemble: fewer than {n} realisable draws in {max_draws} "
+            f"(cross_scale={cross_scale}, norm_range={norm_range}, min_eigenvalue={min_eigenvalue})"
+        )
+    sig = np.stack(out)
+    inv = flatten(arch, sig)[:, ~arch.visible]
+    return DegenerateEnsemble(sig, inv, tuple(names), rejected)
+
+
+def probe_curves(arch: Architecture, sigma, tasks: Mapping[str, object], lr: float, epochs: int,
+                 seed: int = 0) -> dict:
+    """Train every member of ``sigma`` (n, K, K) on each probe task (overlap space, exact map).
+
+    Parameters
+    ----------
+    tasks : dict name -> task (Batch or sampler)
+        All members see the same trials (one seed).
+    lr, epochs, seed : as in :func:`~lowrank_learning.learn_overlaps_ensemble`
+
+    Returns
+    -------
+    dict name -> loss curves (n, epochs)
+    """
+    if not isinstance(tasks, Mapping) or not tasks:
+        raise InvalidParameterError("tasks must be a non-empty dict name -> task")
+    return {name: learn_overlaps_ensemble(arch, sigma, task, lr, epochs, seeds=seed, progress=False,
+                                          record_every=epochs).loss
+            for name, task in tasks.items()}
+
+
+def curve_features(loss, n_points: int = 40) -> np.ndarray:
+    """Features of learning curves: ``log10`` of the loss at ``n_points`` log-spaced epochs.
+
+    Parameters
+    ----------
+    loss : array (n, epochs)
+
+    Returns
+    -------
+    array (n, n_points') with n_points' <= n_points (repeated epochs dropped); the loss is
+    floored at 1e-300 before the logarithm.
+    """
+    loss = np.asarray(loss, dtype=float)
+    if loss.ndim != 2 or loss.shape[1] < 1:
+        raise InvalidParameterError(f"loss must have shape (n, epochs), got {loss.shape}")
+    n_points = _int("n_points", n_points, 1)
+    idx = np.unique(np.round(np.geomspace(1, loss.shape[1], n_points)).astype(int) - 1)
+    return np.log10(np.maximum(loss[:, idx], 1e-300))
+
+
+def decode_from_curves(features, targets, n_splits: int = 5, n_permutations: int = 100,
+                       seed: int = 0, alphas=np.logspace(-4, 4, 17)) -> dict:
+    """How much of ``targets`` a cross-validated ridge regression reads from ``features``.
+
+    Model: ``StandardScaler`` then ``RidgeCV`` (regularisation chosen inside each training fold),
+    scored by R^2 (averaged uniformly over the targets) on ``n_splits`` shuffled K-fold splits.
+    The baseline refits the same model with the rows of ``targets`` permuted
+    (``sklearn.model_selection.permutation_test_score``, ``n_permutations`` times).
+
+    Parameters
+    ----------
+    features : array (n, f)
+    targets : array (n, t)
+
+    Returns
+    -------
+    dict with ``r2`` (float, mean over the folds), ``r2_se`` (standard error over the folds),
+    ``r2_per_target`` (t,) from out-of-fold predictions, ``shuffled_mean``, ``shuffled_sd`` and
+    ``shuffled_q95`` (the permutation scores), ``p_value``.
+    """
+    from sklearn.linear_model import RidgeCV
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import KFold, cross_val_predict, cross_val_score, permutation_test_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = np.asarray(features, dtype=float)
+    y = np.asarray(targets, dtype=float)
+    if X.ndim != 2 or y.ndim not in (1, 2) or X.shape[0] != y.shape[0]:
+        raise InvalidParameterError(
+            f"features (n, f) and targets (n, t) must share n, got {X.shape} and {y.shape}")
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
+        raise InvalidParameterError("features and targets must be finite")
+    y = y.reshape(len(y), -1)
+    n_splits = _int("n_splits", n_splits, 2)
+    n_permutations = _int("n_permutations", n_permutations, 1)
+    if X.shape[0] < 2 * n_splits:
+        raise InvalidParameterError(f"need at least {2 * n_splits} samples for {n_splits} splits, got {X.shape[0]}")
+    model = make_pipeline(StandardScaler(), RidgeCV(alphas=alphas))
+    cv = KFold(n_splits, shuffle=True, random_state=seed)
+    scores = cross_val_score(model, X, y, cv=cv, scoring="r2")
+    _, perm, p = permutation_test_score(model, X, y, cv=cv, scoring="r2", n_permutations=n_permutations,
+                                        random_state=seed)
+    pred = cross_val_predict(model, X, y, cv=cv)
+    return {"r2": float(np.mean(scores)), "r2_se": float(np.std(scores, ddof=1) / np.sqrt(n_splits)),
+            "r2_per_target": r2_score(y, pred, multioutput="raw_values"),
+            "shuffled_mean": float(np.mean(perm)), "shuffled_sd": float(np.std(perm)),
+            "shuffled_q95": float(np.quantile(perm, 0.95)), "p_value": float(p)}
+
+
+# --------------------------------------------------------------------------- drift
+def diffusion_coefficient(paths, times) -> dict:
+    """Diffusion coefficient per coordinate from the mean squared displacement (MSD).
+
+    For each member the squared displacement from its first point, summed over the ``d``
+    coordinates, is fitted by a line through the origin, ``|x(t) - x(t_0)|^2 ~ 2 d D (t - t_0)``
+    (least squares); ``D`` is the mean over the members of their fitted values. For a random walk
+    whose every coordinate has variance ``2 D t`` this is unbiased. A deterministic drift adds to
+    it (the MSD then grows like ``t^2``), and a restoring force lowers it (the MSD saturates).
+
+    Parameters
+    ----------
+    paths : array (E, T, d)
+        E members, T time points, d coordinates.
+    times : array (T,)
+        Increasing times.
+
+    Returns
+    -------
+    dict with ``D`` and ``se`` (mean and standard error over the members), ``per_member`` (E,),
+    and ``msd`` (T,), the mean over members of the squared displacement divided by ``2 d``.
+    """
+    x = np.asarray(paths, dtype=float)
+    t = np.asarray(times, dtype=float)
+    if x.ndim != 3 or x.shape[1] < 2 or x.shape[2] < 1:
+        raise InvalidParameterError(f"paths must have shape (E, T >= 2, d >= 1), got {x.shape}")
+    if t.shape != (x.shape[1],) or not np.all(np.diff(t) > 0):
+        raise InvalidParameterError(f"times must be increasing with shape ({x.shape[1]},), got {t.shape}")
+    d = x.shape[2]
+    tau = t - t[0]
+    sq = np.sum((x - x[:, :1]) ** 2, axis=-1) / (2 * d)  # (E, T)
+    per = sq @ tau / (tau @ tau)
+    m, se = mean_se(per)
+    return {"D": m, "se": se, "per_member": per, "msd": sq.mean(axis=0)}
+
+
+def overlap_drift(arch: Architecture, sigma, times, reference=None) -> dict:
+    """Diffusion of the visible and of the invisible overlaps (:func:`diffusion_coefficient`).
+
+    Parameters
+    ----------
+    sigma : array (E, T, K, K)
+    times : array (T,)
+    reference : array (E, T, K, K), optional
+        A noiseless run from the same starts: the displacement is then measured from it
+        (``sigma - reference``), so that what learning does without noise (e.g. the last of the
+        convergence) does not count as drift.
+
+    Returns
+    -------
+    dict ``{"visible": ..., "invisible": ...}`` of :func:`diffusion_coefficient` results (per
+    overlap coordinate) and ``"ratio"``: invisible ``D`` over visible ``D``.
+    """
+    s = np.asarray(sigma, dtype=float)
+    if s.ndim != 4 or s.shape[-2:] != (arch.K, arch.K):
+        raise InvalidParameterError(f"sigma must have shape (E, T, {arch.K}, {arch.K}), got {s.shape}")
+    if reference is not None:
+        r = np.asarray(reference, dtype=float)
+        if r.shape != s.shape:
+            raise InvalidParameterError(f"reference must have the shape of sigma {s.shape}, got {r.shape}")
+        s = s - r
+    f = flatten(arch, s)
+    vis = diffusion_coefficient(f[..., arch.visible], times)
+    inv = diffusion_coefficient(f[..., ~arch.visible], times)
+    return {"visible": vis, "invisible": inv, "ratio": inv["D"] / vis["D"] if vis["D"] > 0 else float("inf")}
+
+
+def drift_overlaps(arch: Architecture, sigma0, task, noise_levels: Sequence[float], lr: float,
+                   epochs_settle: int, epochs: int, record_every: int = 10, seed: int = 0) -> dict:
+    """Noisy learning at fixed performance in overlap space: label noise on a learned task.
+
+    Every member of ``sigma0`` first learns ``task`` without noise for ``epochs_settle`` epochs,
+    then keeps learning it for ``epochs`` epochs with fresh label noise of each std in
+    ``noise_levels`` (:func:`~lowrank_learning.tasks.with_label_noise`; member ``i`` uses seed
+    ``seed + i``).
+
+    Parameters
+    ----------
+    sigma0 : array (E, K, K)
+
+    Returns
+    -------
+    dict with ``settled`` (E, K, K), ``sigma`` (L, E, R, K, K) recorded every ``record_every``
+    epochs of the noisy phase, ``times`` (R,) those epochs, ``loss`` (L, E, epochs) the noisy
+    loss, and ``clean_loss`` (L, E, R): the noiseless loss of the recorded states (``task`` must
+    be a fixed :class:`~lowrank_learning.Batch`).
+    """
+    from .reduced import overlap_loss
+    from .tasks import Batch, with_label_noise
+
+    if not isinstance(task, Batch):
+        raise InvalidParameterError(f"drift_overlaps: task must be a fixed Batch, got {type(task).__name__}")
+
+    E = np.asarray(sigma0).shape[0]
+    settle = learn_overlaps_ensemble(arch, sigma0, task, lr, _int("epochs_settle", epochs_settle, 1),
+                                     progress=False, record_every=epochs_settle)
+    levels = [float(v) for v in noise_levels]
+    if not levels:
+        raise InvalidParameterError("noise_levels must be a non-empty sequence of numbers >= 0")
+    L = len(levels)
+    # all noise levels in one ensemble (one compiled loop): member (l, i) has std levels[l], seed seed + i
+    tasks = [with_label_noise(task, lv) for lv in levels for _ in range(E)]
+    seeds = [seed + i for _ in levels for i in range(E)]
+    start = np.concatenate([np.asarray(settle.final_sigma)] * L)
+    tr = learn_overlaps_ensemble(arch, start, tasks, lr, _int("epochs", epochs, 2), seeds=seeds, progress=False,
+                                 record_every=_int("record_every", record_every, 1))
+    sig = tr.sigma.reshape(L, E, *tr.sigma.shape[1:])
+    return {"settled": settle.final_sigma, "sigma": sig, "times": np.asarray(tr.record_epochs, dtype=float),
+            "loss": tr.loss.reshape(L, E, -1), "clean_loss": _clean_losses(arch, sig, task, overlap_loss)}
+
+
+def _clean_losses(arch, sigma, task, overlap_loss):
+    import jax
+
+    f = jax.jit(jax.vmap(lambda S: overlap_loss(arch, S, task)))
+    flat = np.asarray(sigma).reshape(-1, arch.K, arch.K)
+    return np.asarray(f(flat)).reshape(np.shape(sigma)[:-2])
+
+
+def drift_vectors(arch: Architecture, X0s: Sequence, task, noise_levels: Sequence[float], lr: float,
+                  epochs_settle: int, epochs: int, record_every: int = 10, seed: int = 0) -> dict:
+    """Noisy learning at fixed performance on the full network: update noise on a learned task.
+
+    Each network in ``X0s`` (arrays (N, K)) learns ``task`` by plain gradient descent for
+    ``epochs_settle`` epochs, then for ``epochs`` epochs with isotropic noise of each std in
+    ``noise_levels`` added to every vector entry after each update
+    (``learn_vectors(update_noise=...)``; network ``i`` uses seed ``seed + i``).
+
+    Returns
+    -------
+    dict with ``sigma`` (L, E, R, K, K) every ``record_every`` epochs of the noisy phase,
+    ``times`` (R,), ``loss`` (L, E, epochs).
+    """
+    _int("record_every", record_every, 1)
+    sig, loss = [], []
+    settled = [learn_vectors(arch, X, task, lr, _int("epochs_settle", epochs_settle, 1), progress=False).final_vectors
+               for X in X0s]
+    for level in noise_levels:
+        s_l, l_l = [], []
+        for i, X in enumerate(settled):
+            tr = learn_vectors(arch, X, task, lr, _int("epochs", epochs, 2), seed=seed + i,
+                               update_noise=float(level), progress=False)
+            s_l.append(tr.sigma[::record_every])
+            l_l.append(tr.loss)
+        sig.append(np.stack(s_l))
+        loss.append(np.stack(l_l))
+    times = np.arange(0, epochs, record_every, dtype=float)
+    return {"sigma": np.stack(sig), "times": times, "loss": np.stack(loss)}
+
+
+# --------------------------------------------------------------------------- savings
+def savings(first, again, level: float) -> dict:
+    """Relearning savings: ``1 - t_again / t_first`` with ``t`` the epochs to reach ``level``.
+
+    Parameters
+    ----------
+    first, again : arrays (..., epochs)
+        Loss curves of the first visit and of the return (the same task).
+    level : float
+
+    Returns
+    -------
+    dict with ``t_first``, ``t_again`` (float arrays (...): epochs to reach ``level``, ``inf``
+    when it is never reached) and ``savings`` (...): 1 = instant relearning, 0 = as slow as the
+    first time, negative = slower; ``nan`` where the first visit never reached ``level``,
+    ``-inf`` where only the return did not.
+    """
+    level = _positive("level", level)
+    a = np.asarray(first, dtype=float)
+    b = np.asarray(again, dtype=float)
+    if a.ndim < 1 or b.ndim < 1 or a.shape[:-1] != b.shape[:-1]:
+        raise InvalidParameterError(f"first and again must be (..., epochs) with equal leading shapes, got {a.shape}, {b.shape}")
+
+    def reach(curves):
+        flat = curves.reshape(-1, curves.shape[-1])
+        t = [epochs_to_reach(c, level) for c in flat]
+        return np.array([np.inf if v is None else float(v) for v in t]).reshape(curves.shape[:-1])
+
+    t1, t2 = reach(a), reach(b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.where(np.isfinite(t1), 1.0 - t2 / np.maximum(t1, 1.0), np.nan)
+    s = np.where(np.isfinite(t1) & ~np.isfinite(t2), -np.inf, s)
+    return {"t_first": t1, "t_again": t2, "savings": s}
+
+
+def reset_invisible(arch: Architecture, sigma, reference, steps: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """``sigma`` with its invisible overlaps moved back towards those of ``reference``, visible kept.
+
+    The invisible overlaps are set to ``inv(sigma) + f (inv(reference) - inv(sigma))`` with the
+    largest ``f`` in [0, 1] for which vectors exist (:func:`~lowrank_learning.equivalent_overlaps`
+    succeeds; ``f = 1`` is a full reset, found by bisection with ``steps`` halvings otherwise).
+
+    Parameters
+    ----------
+    sigma, reference : arrays (E, K, K)
+
+    Returns
+    -------
+    (out (E, K, K), fraction (E,)): the reset overlaps and each member's ``f``.
+    """
+    s = np.asarray(sigma, dtype=float)
+    r = np.asarray(reference, dtype=float)
+    if s.ndim != 3 or s.shape != r.shape:
+        raise InvalidParameterError(f"sigma and reference must both have shape (E, K, K), got {s.shape}, {r.shape}")
+    steps = _int("steps", steps, 1)
+    names = arch.invisible_names
+    out, frac = s.copy(), np.zeros(len(s))
+
+    def attempt(i, f):
+        a, b = flatten(arch, s[i])[~arch.visible], flatten(arch, r[i])[~arch.visible]
+        try:
+            return equivalent_overlaps(arch, s[i], dict(zip(names, map(float, a + f * (b - a)))))
+        except UnreachableOverlapError:
+            return None
+
+    for i in range(len(s)):
+        full = attempt(i, 1.0)
+        if full is not None:
+            out[i], frac[i] = full, 1.0
+            continue
+        lo, hi = 0.0, 1.0  # lo is feasible (sigma itself)
+        for _ in range(steps):
+            mid = 0.5 * (lo + hi)
+            if attempt(i, mid) is None:
+                hi = mid
+            else:
+                lo = mid
+        if lo > 0:
+            out[i], frac[i] = attempt(i, lo), lo
+    return out, frac
+
+
+def savings_experiment(arch: Architecture, sigma0, task_a, task_b, lr: float, epochs_a: int, epochs_b: int,
+                       level: float) -> dict:
+    """Learn A, then B, then A again (overlap space, exact map), with the invisible-reset control.
+
+    Phases: A for ``epochs_a`` epochs from ``sigma0`` (E, K, K); B for ``epochs_b`` epochs; A
+    again for ``epochs_a`` epochs. Control: A for ``epochs_a`` epochs from the state after B with
+    its invisible overlaps moved back to their values in ``sigma0`` (:func:`reset_invisible`:
+    all the way where vectors exist, otherwise as far as they do; ``control_fraction``).
+
+    Returns
+    -------
+    dict of arrays: ``loss_first``, ``loss_again``, ``loss_control`` (E, epochs_a);
+    ``end_first``, ``end_b``, ``end_again`` (E, K, K); ``control_fraction`` (E,); ``savings``,
+    ``savings_control``, ``t_first``, ``t_again``, ``t_control`` (E,) (see :func:`savings`);
+    ``trace`` (E,): :func:`~lowrank_learning.compare_visits` trace of the return (invisible
+    distance end of first A -> end of second A over the excursion during B);
+    ``kept`` (E,): invisible distance from the state after B to the end of the first A, over
+    that from the start to the end of the first A (small: B kept A's invisible overlaps).
+    """
+    S0 = np.asarray(sigma0, dtype=float)
+    kw = dict(progress=False)
+    a1 = learn_overlaps_ensemble(arch, S0, task_a, lr, _int("epochs_a", epochs_a, 1), record_every=epochs_a, **kw)
+    b = learn_overlaps_ensemble(arch, a1.final_sigma, task_b, lr, _int("epochs_b", epochs_b, 1),
+                                record_every=epochs_b, **kw)
+    a2 = learn_overlaps_ensemble(arch, b.final_sigma, task_a, lr, epochs_a, record_every=epochs_a, **kw)
+    start_c, frac = reset_invisible(arch, b.final_sigma, S0)
+    c = learn_overlaps_ensemble(arch, start_c, task_a, lr, epochs_a, record_every=epochs_a, **kw)
+    s = savings(a1.loss, a2.loss, level)
+    sc = savings(a1.loss, c.loss, level)
+    trace = np.array([compare_visits(arch, a1.final_sigma[i], a2.final_sigma[i], b.final_sigma[i])["trace"]
+                      for i in range(len(S0))])
+    kept = invisible_distance(arch, a1.final_sigma, b.final_sigma) / invisible_distance(arch, a1.final_sigma, S0)
+    return {"loss_first": a1.loss, "loss_again": a2.loss, "loss_control": c.loss,
+            "end_first": a1.final_sigma, "end_b": b.final_sigma, "end_again": a2.final_sigma,
+            "control_fraction": frac, "savings": s["savings"], "savings_control": sc["savings"],
+            "t_first": s["t_first"], "t_again": s["t_again"], "t_control": sc["t_again"],
+            "trace": trace, "kept": np.asarray(kept)}
