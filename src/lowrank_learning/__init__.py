@@ -35,6 +35,21 @@ from .memory import (
     run_schedule,
 )
 from .metric import metric_structure, overlap_metric
+from .predictions import (
+    DegenerateEnsemble,
+    curve_features,
+    decode_from_curves,
+    degenerate_ensemble,
+    diffusion_coefficient,
+    drift_overlaps,
+    drift_vectors,
+    mean_se,
+    overlap_drift,
+    probe_curves,
+    reset_invisible,
+    savings,
+    savings_experiment,
+)
 from .network import network_loss, run_network
 from .overlaps import (
     conserved_quantities,
@@ -90,4 +105,7 @@ __all__ = [
     "linear_exactness", "compare_nonlinear", "e9_jobs",
     "schedules", "Constant", "Piecewise", "DropBelow", "learn_overlaps_ensemble", "EnsembleTrajectory",
     "ensemble_value_and_grad", "overlap_value_and_grad", "sigma_tolerance", "conservation_violation",
+    "DegenerateEnsemble", "degenerate_ensemble", "probe_curves", "curve_features", "decode_from_curves",
+    "diffusion_coefficient", "overlap_drift", "drift_overlaps", "drift_vectors", "savings",
+    "reset_invisible", "savings_experiment", "mean_se",
 ]
