@@ -170,10 +170,12 @@ def test_probe_curves_equal_single_runs():
     base = ll.random_overlaps(LIN, 1, seed=0).sigma[0]
     ens = pr.degenerate_ensemble(LIN, base, 3, seed=0)
     task = ll.tasks.exponential_filter(c=0.3, dt=0.1, T_max=5.0)
-    curves = pr.probe_curves(LIN, ens.sigma, {"exp": task}, lr=0.02, epochs=30)
+    other = ll.tasks.damped_oscillation(c=0.5, omega=1.0, dt=0.1, T_max=5.0)
+    curves = pr.probe_curves(LIN, ens.sigma, {"exp": task, "osc": other}, lr=0.02, epochs=30)
     for i in range(3):
-        single = ll.learn_overlaps(LIN, ens.sigma[i], task, lr=0.02, epochs=30, progress=False)
-        np.testing.assert_allclose(curves["exp"][i], single.loss, rtol=1e-10)
+        for name, t in (("exp", task), ("osc", other)):
+            single = ll.learn_overlaps(LIN, ens.sigma[i], t, lr=0.02, epochs=30, progress=False)
+            np.testing.assert_allclose(curves[name][i], single.loss, rtol=1e-10)
     assert curves["exp"][:, 0] == pytest.approx(curves["exp"][0, 0])  # same behaviour at the start
     assert np.ptp(curves["exp"][:, -1]) > 0                             # different learning
 

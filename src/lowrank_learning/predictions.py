@@ -144,10 +144,13 @@ def probe_curves(arch: Architecture, sigma, tasks: Mapping[str, object], lr: flo
                  seed: int = 0) -> dict:
     """Train every member of ``sigma`` (n, K, K) on each probe task (overlap space, exact map).
 
+    All (member, task) pairs run as one ensemble (one compiled loop), so the tasks' batches must
+    have the same shapes, dt and loss.
+
     Parameters
     ----------
     tasks : dict name -> task (Batch or sampler)
-        All members see the same trials (one seed).
+        All members see the same trials of a task (one seed).
     lr, epochs, seed : as in :func:`~lowrank_learning.learn_overlaps_ensemble`
 
     Returns
@@ -156,9 +159,13 @@ def probe_curves(arch: Architecture, sigma, tasks: Mapping[str, object], lr: flo
     """
     if not isinstance(tasks, Mapping) or not tasks:
         raise InvalidParameterError("tasks must be a non-empty dict name -> task")
-    return {name: learn_overlaps_ensemble(arch, sigma, task, lr, epochs, seeds=seed, progress=False,
-                                          record_every=epochs).loss
-            for name, task in tasks.items()}
+    S = np.asarray(sigma)
+    n = S.shape[0]
+    names = list(tasks)
+    members = [tasks[t] for t in names for _ in range(n)]
+    tr = learn_overlaps_ensemble(arch, np.concatenate([S] * len(names)), members, lr, epochs, seeds=seed,
+                                 progress=False, record_every=epochs)
+    return {t: tr.loss[k * n:(k + 1) * n] for k, t in enumerate(names)}
 
 
 def curve_features(loss, n_points: int = 40) -> np.ndarray:
