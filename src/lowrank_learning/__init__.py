@@ -4,7 +4,7 @@ Reproducible companion to Y. Ger and O. Barak, "Learning reveals invisible struc
 low-rank RNNs", arXiv:2605.04115. ``import lowrank_learning as ll``; ``ll.<name>`` is the API.
 """
 
-from . import schedules, tasks
+from . import schedules, tasks, twins
 from .activations import ACTIVATIONS, gain, phi
 from .architecture import Architecture
 from .decoding import DecodingResult, decode, decode_stack, group_splits
@@ -103,7 +103,7 @@ __all__ = [
     "grid", "run_sweep", "SweepError", "JobFailure", "SchedulerUnreachableError",
     "excess_kurtosis", "gaussian_distance", "fit_error_scaling", "loss_drop_epoch",
     "linear_exactness", "compare_nonlinear", "e9_jobs",
-    "schedules", "Constant", "Piecewise", "DropBelow", "learn_overlaps_ensemble", "EnsembleTrajectory",
+    "schedules", "twins", "Constant", "Piecewise", "DropBelow", "learn_overlaps_ensemble", "EnsembleTrajectory",
     "ensemble_value_and_grad", "overlap_value_and_grad", "sigma_tolerance", "conservation_violation",
     "DegenerateEnsemble", "degenerate_ensemble", "probe_curves", "curve_features", "decode_from_curves",
     "diffusion_coefficient", "overlap_drift", "drift_overlaps", "drift_vectors", "savings",

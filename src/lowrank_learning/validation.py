@@ -197,8 +197,8 @@ def linear_exactness(N: int, seed: int, lr: float = 5e-3, epochs: int = 100, dt:
                      T_max: float = 20.0) -> dict:
     """Exact overlap map vs full linear network on the E1 task (impulse response, c = 0.2).
 
-    Returns ``error`` (largest |sigma_full - sigma_theory| over overlaps and epochs, relative to
-    the largest |sigma|), ``loss_error`` (largest relative loss difference) and ``N``, ``seed``.
+    Returns ``error`` (largest ``|sigma_full - sigma_theory|`` over overlaps and epochs, relative to
+    the largest ``|sigma|``), ``loss_error`` (largest relative loss difference) and ``N``, ``seed``.
     """
     from .learning import learn_overlaps, learn_vectors
     from .overlaps import overlaps, sample_vectors
@@ -224,18 +224,18 @@ def compare_nonlinear(activation: str, task: str, N: int, lr: float, seed: int, 
 
     Returns a dict with (K = 4, 10 overlaps, E = epochs)
 
-    ``err_end``      largest |sigma_full - sigma_theory| after the last update
+    ``err_end``      largest ``|sigma_full - sigma_theory|`` after the last update
     ``err_max``      largest over the run
     ``err_curve``    (E + 1,) largest difference per epoch
     ``diff_end``     (10,) signed full - theory after the last update, ``overlap_names`` order
     ``loss_full``, ``loss_theory``  (E,) the two loss curves
-    ``loss_rel_end`` |L_full - L_theory| / L_theory at the last epoch
+    ``loss_rel_end`` ``|L_full - L_theory| / L_theory`` at the last epoch
     ``drop_full``, ``drop_theory``, ``drop_shift``  loss-drop epochs (NaN if no drop) and full - theory
     ``err_before``   largest difference before 0.8 x the theory's drop epoch (NaN if no drop)
     ``err_at_drop``  difference at the theory's drop epoch
     ``err_end_aligned`` difference at the end with the theory shifted by the drop shift (rounded)
     ``kurtosis_end``, ``kurtosis_start``  (4,) excess kurtosis of each vector's entries
-    ``kurtosis_max`` largest |excess kurtosis| after training
+    ``kurtosis_max`` largest ``|excess kurtosis|`` after training
     ``gauss_dist_end``, ``gauss_dist_start``  :func:`gaussian_distance` of the rows of X
     ``seconds_full``, ``seconds_theory``  wall time of the two runs (compilation included)
     """
