@@ -6,6 +6,10 @@ A  full linear network, N = 500, 400 steps, one epoch of GD ............ <= 2 ms
 B  rank-1 linear overlap map (exact), 400 steps ........................ <= 0.1 ms
 C  erf overlap dynamics, batch 128, 400 steps, fresh flip-flop trials ... <= 5 ms
 D  erf full network, N = 600, batch 10, 800 steps, fresh trials ........ <= 100 ms
+E  ensemble of 20 erf overlap runs (E8 phase 1: 10 flip-flop + 10 decision-making twins), batch
+   128, 400 steps, fresh trials, learning-rate drop inside the loop; the whole ensemble per
+   epoch ............................................................... <= 8 ms (E8 in 8 min)
+   compared with 20 single runs (``learn_overlaps`` one after the other)
 
 plus the ratio of full-network to overlap-dynamics time per epoch for N = 10^2 .. 10^5
 (linear, E1 task). Each timing compiles first (one short warm-up run with the same
@@ -27,7 +31,7 @@ import numpy as np
 
 import lowrank_learning as ll
 
-GOALS_MS = {"A": 2.0, "B": 0.1, "C": 5.0, "D": 100.0}
+GOALS_MS = {"A": 2.0, "B": 0.1, "C": 5.0, "D": 100.0, "E": 8.0}
 
 
 def _time_per_epoch(run, epochs: int, repeats: int) -> tuple[float, float]:
@@ -57,7 +61,28 @@ def workloads(quick: bool):
         "B": (lambda e: ll.learn_overlaps(lin, ll.overlaps(X_a), e1, 5e-3, e, progress=False), 8 * n),
         "C": (lambda e: ll.learn_overlaps(erf, ll.overlaps(X_d), ff_c, 1e-2, e, progress=False), n),
         "D": (lambda e: ll.learn_vectors(erf, X_d, ff_d, 5e-2, e, progress=False), max(8, n // 8)),
+        "E": (lambda e: _ensemble(e), max(8, n // 4)),
     }
+
+
+def _e8_members():
+    from lowrank_learning import twins
+
+    ff, dm, _ = twins.twin_tasks(128)
+    start = ll.random_overlaps(twins.ARCH, 10, seed=0).sigma.astype(np.float32)
+    return twins.ARCH, np.concatenate([start, start]), [ff] * 10 + [dm] * 10
+
+
+def _ensemble(epochs):
+    arch, S0, tasks = _e8_members()
+    return ll.learn_overlaps_ensemble(arch, S0, tasks, ll.DropBelow(0.01, 0.015, 5.0), epochs, seeds=0,
+                                      record_every=10, progress=False)
+
+
+def _singles(epochs):
+    arch, S0, tasks = _e8_members()
+    return [ll.learn_overlaps(arch, S, t, ll.DropBelow(0.01, 0.015, 5.0), epochs, seed=0, progress=False)
+            for S, t in zip(S0, tasks)]
 
 
 def main(argv=None):
@@ -78,6 +103,11 @@ def main(argv=None):
                                       "goal_ms": GOALS_MS[name]}
         print(f"{name}: median {med:9.4f}  best {best:9.4f} ms/epoch   goal <= {GOALS_MS[name]:g} ms"
               f"  ({ok} the goal)")
+    singles = 1e3 * _time_per_epoch(_singles, 16 if args.quick else 32, max(1, args.repeats // 2))[0]
+    ens = results["workloads"]["E"]["ms_per_epoch_median"]
+    results["ensemble_vs_singles"] = {"ensemble_ms": ens, "singles_ms": singles, "speedup": singles / ens}
+    print(f"E vs 20 single runs: {ens:.2f} ms vs {singles:.2f} ms per epoch (x{singles / ens:.1f}); "
+          f"E8 (2 x 30000 epochs) at this rate: {2 * 30000 * ens / 6e4:.1f} min")
     lin = ll.Architecture()
     e1 = ll.tasks.exponential_filter()
     sizes = (100, 1000, 10000) if args.quick else (100, 1000, 10000, 100000)
