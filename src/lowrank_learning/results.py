@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ._atomic import atomic_open
 from .errors import InvalidParameterError
 
 RESULTS_DIR_ENV = "LOWRANK_RESULTS_DIR"
@@ -86,18 +86,9 @@ def save_results(notebook: str, results: dict, parameters: dict | None = None) -
         "results": _plain(results, "results"),
     }
     out = results_dir() / f"{notebook}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1, allow_nan=False)  # keys in the chapter's order
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(out, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1, allow_nan=False)  # keys in the chapter's order
+        f.write("\n")
     return out
 
 

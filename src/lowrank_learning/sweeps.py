@@ -360,22 +360,14 @@ def write_csv(frame, path):
 
     Array-valued outputs are left out (CSV holds one number per cell). Returns the path.
     """
-    import tempfile
     from pathlib import Path
+
+    from ._atomic import atomic_open
 
     path = Path(path)
     scalar = [c for c in frame.columns
               if not any(isinstance(v, np.ndarray) and v.ndim > 0 for v in frame[c])]
     flat = frame[scalar].reset_index()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            flat.to_csv(f, index=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
+        flat.to_csv(f, index=False)
     return path

@@ -26,21 +26,10 @@ def _drop_epoch(drop, method) -> int:
 
 def _save_npz(path, arrays: dict) -> None:
     """Write ``arrays`` to an ``.npz`` file atomically (a temporary file renamed into place)."""
-    import os
-    import tempfile
-    from pathlib import Path
+    from ._atomic import atomic_open
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
 
 
 @dataclass(frozen=True)
