@@ -166,28 +166,6 @@ def overlap_gradient(arch: Architecture, Sigma, batch: Batch):
 #   dUU = gamma_s l_s l_s^T.
 
 
-def _pmv(A, x):
-    """Per-trial ``A @ x``: ``A`` (n, I, J), or its columns as a list of J arrays (n, I)
-    (split once, outside a loop); ``x`` (..., n, J) -> (..., n, I). Written as broadcast
-    products: the operands are 1-4 wide, and this fuses with the elementwise work."""
-    cols = A if isinstance(A, list) else _cols(A)
-    if len(cols) > 4:
-        return jnp.einsum("...ij,...j->...i", jnp.stack(cols, axis=-1), x)
-    out = cols[0] * x[..., 0:1]
-    for j in range(1, len(cols)):
-        out = out + cols[j] * x[..., j : j + 1]
-    return out
-
-
-def _cols(A):
-    """The columns of per-trial matrices ``A`` (n, I, J) as a list of J arrays (n, I)."""
-    return [A[..., :, j] for j in range(A.shape[-1])]
-
-
-def _T(A):
-    return jnp.swapaxes(A, -1, -2)
-
-
 def _rsqrt(v):
     """``1/sqrt(v)`` for ``v >= 1``. In float32 by three Newton steps from the classic bit-level
     first guess (relative error < 2e-7, about one unit in the last place): XLA's own rsqrt is
