@@ -21,6 +21,9 @@ def _random_sigma(arch, rng, N=60):
     return X.T @ X / N
 
 
+NUMBA_SHAPES = {(1, 1, 1), (2, 2, 1), (3, 1, 2)}  # (rank, n_in, n_out)
+
+
 @settings(max_examples=12, deadline=None)
 @given(rank=st.integers(1, 3), n_in=st.integers(1, 2), n_out=st.integers(1, 2),
        act=st.sampled_from(["linear", "erf", "tanh"]), kind=st.sampled_from(["sum_time", "masked_mean"]),
@@ -33,12 +36,16 @@ def test_adjoint_equals_autodiff(rank, n_in, n_out, act, kind, seed):
     batch = ll.Batch(rng.standard_normal((B, T, n_in)), rng.standard_normal((B, T, n_out)),
                      (rng.random((B, T, n_out)) > 0.3) * 1.0, 0.1, kind)
     l_ref, G_ref = jax.value_and_grad(overlap_loss, argnums=1)(arch, jnp.asarray(S), batch)
-    l_adj, G_adj = ll.overlap_value_and_grad(arch, S, batch)
-    assert abs(float(l_adj) - float(l_ref)) <= 1e-12 * abs(float(l_ref))
-    np.testing.assert_allclose(np.asarray(G_adj), np.asarray(G_ref), rtol=0,
-                               atol=1e-11 * float(np.max(np.abs(G_ref))))
-    # the blocks the loss does not read have exactly zero gradient
-    assert np.all(np.asarray(G_adj)[~arch.visible_matrix] == 0.0)
+    # numba covers linear and erf units; each shape compiles once per machine (seconds), so the
+    # default suite checks it on a fixed set of shapes (tests/test_kernels.py has the rest)
+    kernels = ["xla"] + (["numba"] if act != "tanh" and (rank, n_in, n_out) in NUMBA_SHAPES else [])
+    for kernel in kernels:
+        l_adj, G_adj = ll.overlap_value_and_grad(arch, S, batch, kernel=kernel)
+        assert abs(float(l_adj) - float(l_ref)) <= 1e-12 * abs(float(l_ref)), kernel
+        np.testing.assert_allclose(np.asarray(G_adj), np.asarray(G_ref), rtol=0,
+                                   atol=1e-11 * float(np.max(np.abs(G_ref))), err_msg=kernel)
+        # the blocks the loss does not read have exactly zero gradient
+        assert np.all(np.asarray(G_adj)[~arch.visible_matrix] == 0.0), kernel
 
 
 def _short_tasks():

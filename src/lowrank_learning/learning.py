@@ -25,6 +25,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
+from . import _kernels
 from .architecture import Architecture
 from .errors import DivergenceError, InvalidParameterError, LowRankError
 from .network import network_loss
@@ -292,16 +293,26 @@ def learn_vectors(arch: Architecture, X0, task, lr, epochs: int, optimizer: str 
 
 
 # ------------------------------------------------------------------- overlap space
-def _sym_grad(arch, Sigma, batch):
-    """Loss and ``S = G + G^T`` for a stack of overlap matrices ``Sigma`` (E, K, K) with batch
-    arrays (E, B, T, .), by the fused adjoint (:func:`~lowrank_learning.reduced.ensemble_value_and_grad`)."""
-    loss, G = ensemble_value_and_grad(arch, Sigma, batch.inputs, batch.targets, batch.mask, batch.dt, batch.loss)
+def _sym_grad(arch, Sigma, batch, row=None, kernel="auto"):
+    """Loss and ``S = G + G^T`` for a stack of overlap matrices ``Sigma`` (E, K, K), by the fused
+    adjoint (:func:`~lowrank_learning.reduced.ensemble_value_and_grad`). The batch arrays are
+    (E, B, T, .), or with ``row`` (E,) the distinct batches (G, B, T, .) and member ``e`` trains
+    on batch ``row[e]`` (the numba kernel reads them in place; XLA gets per-member copies)."""
+    work = len(row) * int(np.prod(batch.inputs.shape[1:3])) if row is not None else int(np.prod(batch.inputs.shape[:3]))
+    kernel = _kernels.choose(kernel, arch, work)
+    if row is not None and kernel == "numba":
+        loss, G = _kernels.value_and_grad(arch, Sigma, batch.inputs, batch.targets, batch.mask, batch.dt,
+                                          batch.loss, row)
+    else:
+        pick = (lambda a: a) if row is None else (lambda a: jnp.asarray(a)[row])  # noqa: E731
+        loss, G = ensemble_value_and_grad(arch, Sigma, pick(batch.inputs), pick(batch.targets), pick(batch.mask),
+                                          batch.dt, batch.loss, kernel)
     return loss, G + jnp.swapaxes(G, -1, -2)
 
 
-def _rhs(arch, Sigma, batch, plastic):
+def _rhs(arch, Sigma, batch, plastic, row=None, kernel="auto"):
     """``-(P S Sigma + Sigma S P)`` for stacks (E, K, K)."""
-    _, S = _sym_grad(arch, Sigma, batch)
+    _, S = _sym_grad(arch, Sigma, batch, row, kernel)
     PS = plastic[:, None] * S
     return -(PS @ Sigma + Sigma @ jnp.swapaxes(PS, -1, -2))
 
@@ -389,8 +400,9 @@ def _same_task(a, b) -> bool:
         return False
 
 
-def _ensemble_batch(static, dynamic, members: _Members, e) -> Batch:
-    """The batches of epoch ``e`` for every member, stacked (E, B, T, .)."""
+def _ensemble_batch(static, dynamic, members: _Members, e):
+    """The distinct batches of epoch ``e``, stacked (G, B, T, .), and the batch of each
+    member, ``row`` (E,)."""
     tasks = static.build(dynamic)
     parts = []
     for t, seeds in zip(tasks, members.seeds):
@@ -401,12 +413,12 @@ def _ensemble_batch(static, dynamic, members: _Members, e) -> Batch:
         parts.append(jax.vmap(t)(keys))
     dt, kind = parts[0].dt, parts[0].loss
     cat = [jnp.concatenate([jnp.asarray(getattr(p, f)) for p in parts], axis=0) for f in ("inputs", "targets", "mask")]
-    row = jnp.asarray(members.row)
-    return Batch.tree_unflatten((dt, kind), tuple(a[row] for a in cat))
+    return Batch.tree_unflatten((dt, kind), tuple(cat)), jnp.asarray(members.row, dtype=jnp.int32)
 
 
-@partial(jax.jit, static_argnames=("arch", "static", "members", "rule", "sched", "C", "substeps"))
-def _overlap_chunk(state, start, end, dynamic, plastic, *, arch, static, members, rule, sched, C, substeps):
+@partial(jax.jit, static_argnames=("arch", "static", "members", "rule", "sched", "C", "substeps", "kernel"))
+def _overlap_chunk(state, start, end, dynamic, plastic, *, arch, static, members, rule, sched, C, substeps,
+                   kernel):
     K = arch.K
     Sig0, _ = state
     dtype = Sig0.dtype
@@ -417,8 +429,8 @@ def _overlap_chunk(state, start, end, dynamic, plastic, *, arch, static, members
 
     def step(carry, e):
         Sigma, sstate = carry
-        batch = _ensemble_batch(static, dynamic, members, e)
-        loss, S = _sym_grad(arch, Sigma, batch)
+        batch, row = _ensemble_batch(static, dynamic, members, e)
+        loss, S = _sym_grad(arch, Sigma, batch, row, kernel)
         lr, sstate = rate(sstate, e, loss)
         lr = jnp.asarray(lr, dtype)
         lr3 = lr[:, None, None]
@@ -431,10 +443,10 @@ def _overlap_chunk(state, start, end, dynamic, plastic, *, arch, static, members
             h = lr3 / substeps
 
             def rk4(_, Sg):
-                k1 = _rhs(arch, Sg, batch, plastic)
-                k2 = _rhs(arch, Sg + 0.5 * h * k1, batch, plastic)
-                k3 = _rhs(arch, Sg + 0.5 * h * k2, batch, plastic)
-                k4 = _rhs(arch, Sg + h * k3, batch, plastic)
+                k1 = _rhs(arch, Sg, batch, plastic, row, kernel)
+                k2 = _rhs(arch, Sg + 0.5 * h * k1, batch, plastic, row, kernel)
+                k3 = _rhs(arch, Sg + 0.5 * h * k2, batch, plastic, row, kernel)
+                k4 = _rhs(arch, Sg + h * k3, batch, plastic, row, kernel)
                 return Sg + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
 
             new = jax.lax.fori_loop(0, substeps, rk4, Sigma)
@@ -465,7 +477,7 @@ def _learn_overlaps_stack(arch, S0, tasks, sched, epochs, rule, plastic, seeds, 
     dynamic, static = _partition_task(groups)
     C = _chunk_size(epochs)
     fn = partial(_overlap_chunk, dynamic=dynamic, plastic=mask, arch=arch, static=static, members=members,
-                 rule=rule, sched=sched, C=C, substeps=int(substeps))
+                 rule=rule, sched=sched, C=C, substeps=int(substeps), kernel=_kernels.requested("auto"))
     sstate0 = jnp.broadcast_to(sched.initial, (E,))
     (S, sstate), loss, sigma, rec, lrs = _run_chunks(fn, (S0, sstate0), epochs, sched, progress, desc,
                                                       record_every, member_axis=True)

@@ -16,6 +16,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .activations import gain, is_linear
 from .architecture import Architecture
@@ -198,7 +199,8 @@ def _dot(x, y):
     return sum(a * b for a, b in zip(x, y))
 
 
-def ensemble_value_and_grad(arch: Architecture, Sigma, inputs, targets, mask, dt: float, loss_kind: str):
+def ensemble_value_and_grad(arch: Architecture, Sigma, inputs, targets, mask, dt: float, loss_kind: str,
+                            kernel: str = "auto"):
     """Losses and ``dL/dSigma`` of an ensemble of reduced models, each on its own batch.
 
     Parameters
@@ -206,12 +208,20 @@ def ensemble_value_and_grad(arch: Architecture, Sigma, inputs, targets, mask, dt
     Sigma : array (E, K, K)
     inputs : array (E, B, T, Din); targets, mask : arrays (E, B, T, Dout)
     dt : float; loss_kind : {"sum_time", "masked_mean"}
+    kernel : {"auto", "numba", "xla"}
+        ``numba``: one compiled CPU loop nest over trials and time (:mod:`lowrank_learning._kernels`,
+        linear and erf units, called through ``jax.pure_callback``); ``xla``: the JAX version
+        below (any activation, any device). ``auto`` (default) takes the environment variable
+        ``LOWRANK_KERNEL`` if set, else numba on a CPU backend when it applies (linear or erf
+        units, at least 32768 trial-steps E*B*T, below which the host call costs more than it
+        saves), else XLA.
 
     Returns
     -------
     loss : (E,), G : (E, K, K), member ``e``'s ``dL_e/dSigma_e`` (entries independent).
 
-    The E*B trials lie side by side in one wide array, and the work streams through time
+    Both kernels compute the same equations (tested against each other and against autodiff
+    through :func:`run_latent`). In the XLA version the E*B trials lie side by side in one wide array, and the work streams through time
     twice: a forward scan stores kappa and lambda, a reverse scan recomputes the outputs, the
     loss and the adjoint (see the equations above) and accumulates each trial's contribution to
     the block gradients in its carry. Every quantity is kept as a list of its components, each
@@ -219,6 +229,10 @@ def ensemble_value_and_grad(arch: Architecture, Sigma, inputs, targets, mask, dt
     products written out): on a CPU the number of kernels per step and the memory traffic, not
     the arithmetic, bound this computation.
     """
+    from . import _kernels
+
+    if _kernels.choose(kernel, arch, work=int(np.prod(inputs.shape[:3]))) == "numba":
+        return _kernels.value_and_grad(arch, Sigma, inputs, targets, mask, dt, loss_kind)
     act = arch.activation
     linear = is_linear(act)
     dtype = Sigma.dtype
@@ -310,13 +324,12 @@ def ensemble_value_and_grad(arch: Architecture, Sigma, inputs, targets, mask, dt
     return sq * w, G
 
 
-def overlap_value_and_grad(arch: Architecture, Sigma, batch: Batch):
+def overlap_value_and_grad(arch: Architecture, Sigma, batch: Batch, kernel: str = "auto"):
     """Loss of the reduced model and ``G = dL/dSigma`` (K, K), by the hand-written adjoint.
 
     Equal to ``jax.value_and_grad(overlap_loss, argnums=1)`` (tested to rounding) and several
-    times faster: only the lambda recurrence is a sequential loop; the outputs, the loss and the
-    adjoint's per-step coefficients are computed for all time steps at once. Works under
-    ``jit`` and ``vmap`` (ensembles).
+    times faster: :func:`ensemble_value_and_grad` with one member (``kernel`` as there). Works
+    under ``jit`` and ``vmap``.
 
     Parameters
     ----------
@@ -331,5 +344,5 @@ def overlap_value_and_grad(arch: Architecture, Sigma, batch: Batch):
     Sigma = jnp.asarray(Sigma)
     loss, G = ensemble_value_and_grad(arch, Sigma[None], jnp.asarray(batch.inputs)[None],
                                       jnp.asarray(batch.targets)[None], jnp.asarray(batch.mask)[None],
-                                      batch.dt, batch.loss)
+                                      batch.dt, batch.loss, kernel)
     return loss[0], G[0]

@@ -386,7 +386,7 @@ def scaling_benchmark(N_values, activations=("linear", "erf"), epochs: int = 16,
     import jax
 
     from .learning import learn_overlaps, learn_vectors
-    from .overlaps import overlaps, sample_vectors, sigma_from_named
+    from .overlaps import sample_vectors, sigma_from_named
     from .tasks import exponential_filter
 
     N_values = [int(n) for n in N_values]

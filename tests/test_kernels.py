@@ -1,0 +1,130 @@
+"""The compiled CPU kernel (numba) against the XLA adjoint: ensembles, shared trials, vmap,
+float32, the learners, and the choice of kernel."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lowrank_learning as ll
+from lowrank_learning import _kernels
+from lowrank_learning.reduced import ensemble_value_and_grad
+
+
+def _sigmas(arch, E, rng, dtype=np.float64):
+    out = []
+    for _ in range(E):
+        X = rng.standard_normal((200, arch.K))
+        out.append(X.T @ X / 200)
+    return np.stack(out).astype(dtype)
+
+
+def _data(E, B, T, n_in, n_out, rng, dtype=np.float64):
+    x = rng.standard_normal((E, B, T, n_in)).astype(dtype)
+    y = rng.standard_normal((E, B, T, n_out)).astype(dtype)
+    m = (rng.random((E, B, T, n_out)) > 0.3).astype(dtype)
+    return x, y, m
+
+
+def _check_against_xla(rank, n_in, n_out, act, kind, E, B, seed):
+    arch = ll.Architecture(rank=rank, n_in=n_in, n_out=n_out, activation=act)
+    rng = np.random.default_rng(seed)
+    S = _sigmas(arch, E, rng)
+    x, y, m = _data(E, B, 17, n_in, n_out, rng)
+    l1, G1 = ensemble_value_and_grad(arch, jnp.asarray(S), x, y, m, 0.1, kind, kernel="xla")
+    l2, G2 = jax.jit(lambda S_: ensemble_value_and_grad(arch, S_, x, y, m, 0.1, kind, kernel="numba"))(S)
+    np.testing.assert_allclose(np.asarray(l2), np.asarray(l1), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(np.asarray(G2), np.asarray(G1), rtol=0, atol=1e-12 * float(np.max(np.abs(G1))))
+
+
+# Every (rank, n_in, n_out, activation) is its own compiled kernel (seconds to compile, then cached
+# on disk), so the default suite draws from a few shapes and the exhaustive check is marked slow.
+@settings(max_examples=10, deadline=None)
+@given(shape=st.sampled_from([(1, 1, 1), (2, 2, 1), (3, 1, 2)]), act=st.sampled_from(["linear", "erf"]),
+       kind=st.sampled_from(["sum_time", "masked_mean"]), E=st.integers(1, 4), B=st.integers(1, 40),
+       seed=st.integers(0, 2**16))
+def test_numba_equals_xla_on_ensembles(shape, act, kind, E, B, seed):
+    """Any ensemble size and batch (blocks split a member's trials when there are few members)."""
+    _check_against_xla(*shape, act, kind, E, B, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("n_in", [1, 2])
+@pytest.mark.parametrize("n_out", [1, 2])
+@pytest.mark.parametrize("act", ["linear", "erf"])
+def test_numba_equals_xla_every_shape(rank, n_in, n_out, act):
+    _check_against_xla(rank, n_in, n_out, act, "masked_mean", 3, 11, rank + 10 * n_in + 100 * n_out)
+
+
+def test_shared_trials_vmap_and_float32():
+    arch = ll.Architecture(rank=2, activation="erf")
+    rng = np.random.default_rng(1)
+    S = _sigmas(arch, 5, rng)
+    x, y, m = _data(2, 9, 30, 1, 1, rng)
+    row = np.array([1, 0, 1, 1, 0])
+    # members reading distinct batches in place == the same batches copied per member
+    l1, G1 = _kernels.value_and_grad(arch, S, x, y, m, 0.05, "masked_mean", row)
+    l2, G2 = ensemble_value_and_grad(arch, jnp.asarray(S), x[row], y[row], m[row], 0.05, "masked_mean", kernel="xla")
+    np.testing.assert_allclose(np.asarray(G1), np.asarray(G2), rtol=0, atol=1e-12 * float(np.max(np.abs(G2))))
+    np.testing.assert_allclose(np.asarray(l1), np.asarray(l2), rtol=1e-12)
+    # vmap over a leading axis
+    Sv = np.stack([S, 2 * S])
+    lv, Gv = jax.vmap(lambda S_: ensemble_value_and_grad(arch, S_, x[row], y[row], m[row], 0.05, "masked_mean",
+                                                         kernel="numba"))(Sv)
+    l3, G3 = ensemble_value_and_grad(arch, jnp.asarray(2 * S), x[row], y[row], m[row], 0.05, "masked_mean", kernel="xla")
+    np.testing.assert_allclose(np.asarray(Gv[0]), np.asarray(G2), rtol=0, atol=1e-12 * float(np.max(np.abs(G2))))
+    np.testing.assert_allclose(np.asarray(Gv[1]), np.asarray(G3), rtol=0, atol=1e-12 * float(np.max(np.abs(G3))))
+    # float32 stays float32 and agrees to its precision
+    S32, x32, y32, m32 = (a.astype(np.float32) for a in (S, x[row], y[row], m[row]))
+    l4, G4 = ensemble_value_and_grad(arch, jnp.asarray(S32), x32, y32, m32, 0.05, "masked_mean", kernel="numba")
+    assert l4.dtype == jnp.float32 and G4.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(G4), np.asarray(G2), rtol=0, atol=1e-5 * float(np.max(np.abs(G2))))
+
+
+def test_learners_same_trajectory_with_either_kernel(monkeypatch):
+    """The ensemble learner (shared trials, drop schedule) gives the same run with both kernels."""
+    arch = ll.Architecture(activation="erf")
+    ff = ll.tasks.flip_flop(n_trials=6, dt=0.1, T_max=4.0, first_pulse=0.2, mask_after=0.5,
+                            wait_min=0.3, wait_max=0.6, input_amplitude=2.0, target_amplitude=1.0)
+    dm = ll.tasks.decision_making(n_trials=6, dt=0.1, fixation=0.5, stimulus=1.5, delay=0.5, response=1.5)
+    S0 = np.stack([ll.overlaps(ll.sample_vectors(arch, 300, seed=i)) for i in range(4)])
+    runs = {}
+    for kernel in ("xla", "numba"):
+        monkeypatch.setenv("LOWRANK_KERNEL", kernel)
+        runs[kernel] = ll.learn_overlaps_ensemble(arch, S0, [ff, ff, dm, dm], ll.DropBelow(0.05, 0.2, 2.0), 30,
+                                                  seeds=[0, 0, 1, 2], progress=False)
+    a, b = runs["xla"], runs["numba"]
+    np.testing.assert_allclose(b.loss, a.loss, rtol=1e-10, atol=0)
+    np.testing.assert_allclose(b.sigma, a.sigma, rtol=0, atol=1e-10)
+
+
+def test_choice_of_kernel(monkeypatch):
+    erf, tanh = ll.Architecture(activation="erf"), ll.Architecture(activation="tanh")
+    monkeypatch.delenv("LOWRANK_KERNEL", raising=False)
+    assert _kernels.choose("auto", erf) == ("numba" if jax.default_backend() == "cpu" else "xla")
+    assert _kernels.choose("auto", tanh) == "xla"
+    assert _kernels.choose("auto", erf, work=400) == "xla"  # too small to pay for the host call
+    assert _kernels.choose("numba", erf, work=400) == "numba"
+    monkeypatch.setenv("LOWRANK_KERNEL", "xla")
+    assert _kernels.choose("auto", erf) == "xla"
+    monkeypatch.setenv("LOWRANK_KERNEL", "fast")
+    with pytest.raises(ll.InvalidParameterError, match="LOWRANK_KERNEL"):
+        _kernels.choose("auto", erf)
+    with pytest.raises(ll.InvalidParameterError, match="kernel must be one of"):
+        _kernels.choose("gpu", erf)
+    with pytest.raises(ll.InvalidParameterError, match="tanh"):
+        _kernels.choose("numba", tanh)
+
+
+def test_kernel_source_is_cached_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOWRANK_KERNEL_CACHE", str(tmp_path))
+    _kernels._compiled.cache_clear()
+    arch = ll.Architecture(rank=1, activation="linear")
+    fn = _kernels._compiled(arch, 1, "float64")
+    files = list(tmp_path.glob("_lowrank_kernel_*.py"))
+    assert len(files) == 1 and "def kern" in files[0].read_text()
+    assert callable(fn)
+    _kernels._compiled.cache_clear()
