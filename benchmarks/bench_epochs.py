@@ -9,7 +9,8 @@ D  erf full network, N = 600, batch 10, 800 steps, fresh trials ........ <= 100 
 E  ensemble of 20 erf overlap runs (E8 phase 1: 10 flip-flop + 10 decision-making twins), batch
    128, 400 steps, fresh trials, learning-rate drop inside the loop; the whole ensemble per
    epoch ............................................................... <= 8 ms (E8 in 8 min)
-   compared with 20 single runs (``learn_overlaps`` one after the other)
+   compared with 20 single runs (``learn_overlaps`` one after the other) and with the XLA
+   adjoint instead of the compiled CPU kernel (``LOWRANK_KERNEL=xla``)
 
 plus the ratio of full-network to overlap-dynamics time per epoch for N = 10^2 .. 10^5
 (linear, E1 task). Each timing compiles first (one short warm-up run with the same
@@ -105,6 +106,20 @@ def main(argv=None):
               f"  ({ok} the goal)")
     singles = 1e3 * _time_per_epoch(_singles, 16 if args.quick else 32, max(1, args.repeats // 2))[0]
     ens = results["workloads"]["E"]["ms_per_epoch_median"]
+    # the same ensemble on the XLA adjoint (the kernel choice is read when the loop is traced)
+    from lowrank_learning import _kernels
+
+    results["kernel_E"] = _kernels.choose("auto", ll.Architecture(activation="erf"), work=20 * 128 * 400)
+    old, os.environ["LOWRANK_KERNEL"] = os.environ.get("LOWRANK_KERNEL"), "xla"
+    try:
+        xla = 1e3 * _time_per_epoch(_ensemble, max(8, (16 if args.quick else 64) // 4), max(1, args.repeats // 2))[0]
+    finally:
+        if old is None:
+            del os.environ["LOWRANK_KERNEL"]
+        else:
+            os.environ["LOWRANK_KERNEL"] = old
+    results["E_xla_ms"] = xla
+    print(f"E with the {results['kernel_E']} kernel: {ens:.2f} ms; with the XLA adjoint: {xla:.2f} ms per epoch")
     results["ensemble_vs_singles"] = {"ensemble_ms": ens, "singles_ms": singles, "speedup": singles / ens}
     print(f"E vs 20 single runs: {ens:.2f} ms vs {singles:.2f} ms per epoch (x{singles / ens:.1f}); "
           f"E8 (2 x 30000 epochs) at this rate: {2 * 30000 * ens / 6e4:.1f} min")
