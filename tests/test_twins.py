@@ -72,3 +72,45 @@ def test_run_twins_small():
     assert r["p1_loss"].shape == (6, 6) and r["p2_loss"].shape == (6, 4)
     np.testing.assert_array_equal(r["p1_sigma"][:3, 0], r["p1_sigma"][3:, 0])  # twins start equal
     assert r["p1_drops"].shape == (6,)
+
+
+def test_balance_is_conserved_by_gradient_flow_for_erf():
+    """sigma_UU - sigma_VV (GL(R) charge) stays put under RK4 gradient flow with erf units while
+    sigma_UU itself moves; the exact discrete map moves it only at second order in eta."""
+    arch = ll.Architecture(rank=2, activation="erf")
+    S0 = ll.overlaps(ll.sample_vectors(arch, 400, seed=3))
+    task = ll.tasks.damped_oscillation(dt=0.1, T_max=6.0)
+    flow = ll.learn_overlaps(arch, S0, task, 0.02, 40, rule="flow", substeps=4, progress=False)
+    iu = [arch.vector_index("u1"), arch.vector_index("u2")]
+    moved = np.max(np.abs(flow.final_sigma[np.ix_(iu, iu)] - S0[np.ix_(iu, iu)]))
+    kept = np.max(np.abs(ll.balance(arch, flow.final_sigma) - ll.balance(arch, S0)))
+    assert moved > 1e-3 and kept < 1e-6 * moved
+    exact = [np.max(np.abs(ll.balance(arch, ll.learn_overlaps(arch, S0, task, eta, 10, progress=False).final_sigma)
+                           - ll.balance(arch, S0))) for eta in (0.02, 0.01)]
+    assert 3.0 < exact[0] / exact[1] < 5.0  # O(eta^2) per step
+
+
+def test_violation_history_along_a_schedule():
+    arch = ll.Architecture(activation="erf")
+    A = ll.tasks.exponential_filter(c=0.2, dt=0.1, T_max=5.0)
+    B = ll.tasks.exponential_filter(c=0.4, dt=0.1, T_max=5.0)
+    S0 = ll.overlaps(ll.sample_vectors(arch, 300, seed=0))
+    run = ll.run_schedule(arch, S0, [ll.Phase(A, 0.05, 12, label="A"), ll.Phase(B, 0.05, 8, label="B")],
+                          space="overlaps", progress=False)
+    idx, rate = ll.violation_history(arch, run, every=3)
+    np.testing.assert_array_equal(idx, np.arange(0, 20, 3))
+    for i, e in enumerate(idx):  # independent reference: the XLA adjoint, one state at a time
+        task = A if e < 12 else B
+        G = ll.overlap_value_and_grad(arch, run.trajectory.sigma[e], task, kernel="xla")[1]
+        assert abs(rate[i] - ll.conservation_violation(arch, run.trajectory.sigma[e], G)) <= 1e-10 * (1 + rate[i])
+    assert np.all(rate > 0)
+    lin = ll.Architecture()
+    run_lin = ll.run_schedule(lin, ll.overlaps(ll.sample_vectors(lin, 300, seed=0)), [ll.Phase(A, 0.05, 5)],
+                              space="overlaps", progress=False)
+    assert np.all(ll.violation_history(lin, run_lin)[1] == 0.0)
+    ff = ll.tasks.flip_flop(n_trials=2, dt=0.1, T_max=3.0, first_pulse=0.2, wait_min=0.3, wait_max=0.6)
+    run_ff = ll.run_schedule(arch, S0, [ll.Phase(ff, 0.05, 3, label="ff")], space="overlaps", progress=False)
+    with pytest.raises(ll.InvalidParameterError, match="sampler"):
+        ll.violation_history(arch, run_ff)
+    with pytest.raises(ll.InvalidParameterError, match="every"):
+        ll.violation_history(arch, run, every=0)

@@ -27,12 +27,14 @@ from .learning import OPTIMIZERS, RULES, flow_rhs, learn_overlaps, learn_overlap
 from .memory import (
     Phase,
     ScheduleRun,
+    balance,
     compare_visits,
     conservation_violation,
     conserved_drift,
     invisible_distance,
     overlap_distance,
     run_schedule,
+    violation_history,
 )
 from .metric import metric_structure, overlap_metric
 from .predictions import (
@@ -104,7 +106,8 @@ __all__ = [
     "excess_kurtosis", "gaussian_distance", "fit_error_scaling", "loss_drop_epoch",
     "linear_exactness", "compare_nonlinear", "e9_jobs",
     "schedules", "twins", "Constant", "Piecewise", "DropBelow", "learn_overlaps_ensemble", "EnsembleTrajectory",
-    "ensemble_value_and_grad", "overlap_value_and_grad", "sigma_tolerance", "conservation_violation",
+    "ensemble_value_and_grad", "overlap_value_and_grad", "sigma_tolerance", "conservation_violation", "balance",
+    "violation_history",
     "DegenerateEnsemble", "degenerate_ensemble", "probe_curves", "curve_features", "decode_from_curves",
     "diffusion_coefficient", "overlap_drift", "drift_overlaps", "drift_vectors", "savings",
     "reset_invisible", "savings_experiment", "mean_se",

@@ -25,7 +25,7 @@ from .schedules import as_schedule
 from .trajectory import Trajectory
 
 __all__ = ["overlap_distance", "invisible_distance", "conserved_drift", "compare_visits", "Phase", "conservation_violation",
-           "ScheduleRun", "run_schedule"]
+           "ScheduleRun", "run_schedule", "violation_history", "balance"]
 
 
 # --------------------------------------------------------------------------- distances
@@ -321,3 +321,57 @@ def conservation_violation(arch: Architecture, sigma, grad):
            - 2.0 * tr(SBB @ np.swapaxes(SAB, -1, -2) @ SAA @ SAB))
     out = 2.0 * np.sqrt(np.maximum(val, 0.0))
     return float(out) if np.ndim(out) == 0 else out
+
+
+def violation_history(arch: Architecture, run: ScheduleRun, every: int = 10):
+    """:func:`conservation_violation` along a schedule, at every ``every``-th epoch.
+
+    Each recorded state is paired with the gradient of the task its phase trained on (phases
+    with a fixed :class:`~lowrank_learning.Batch`; a sampler's trials differ per epoch).
+
+    Returns
+    -------
+    epochs : ndarray (n,) int, the epochs evaluated; rate : ndarray (n,), as in
+    :func:`conservation_violation` (0 for linear units).
+    """
+    import jax.numpy as jnp
+
+    from .reduced import ensemble_value_and_grad
+    from .tasks import Batch
+
+    if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+        raise InvalidParameterError(f"every must be an integer >= 1, got {every!r}")
+    sigma = np.asarray(run.trajectory.sigma)
+    idx = np.arange(0, len(sigma), every)
+    G = np.zeros((len(idx), arch.K, arch.K), sigma.dtype)
+    for i, phase in enumerate(run.phases):
+        if not isinstance(phase.task, Batch):
+            raise InvalidParameterError(
+                f"violation_history needs fixed-batch phases; phase {i} ({phase.label!r}) has a sampler")
+        sel = (idx >= run.boundaries[i]) & (idx < run.boundaries[i + 1])
+        if not np.any(sel):
+            continue
+        n = int(np.sum(sel))
+        b = phase.task
+        arrs = [np.broadcast_to(np.asarray(a, sigma.dtype), (n,) + np.shape(a)) for a in (b.inputs, b.targets, b.mask)]
+        _, g = ensemble_value_and_grad(arch, jnp.asarray(sigma[idx[sel]]), *arrs, b.dt, b.loss)
+        G[sel] = np.asarray(g)
+    return idx, conservation_violation(arch, sigma[idx], G)
+
+
+def balance(arch: Architecture, sigma):
+    """``Sigma_UU - Sigma_VV`` (..., R, R): conserved by gradient flow for every activation.
+
+    ``U -> U A``, ``V -> V A^{-T}`` (any invertible R x R ``A``) leaves the network unchanged
+    whatever the activation: the latent state maps to ``A^{-1} lambda`` and ``h = M kappa +
+    U lambda`` is untouched. The conserved charge of this GL(R) symmetry under gradient flow
+    (both ``U`` and ``V`` plastic) is ``U^T U - V^T V`` per neuron, which this returns. Unlike
+    the spectrum of ``J Sigma`` (:func:`conserved_drift`), which the gain's nonlinearity moves,
+    it is fixed by the start, so it cannot record the order of the tasks (under gradient flow;
+    discrete steps move it at second order in the learning rate).
+    """
+    S = np.asarray(_sigma(arch, sigma, "sigma"))
+    names = arch.vector_names
+    u = [i for i, n in enumerate(names) if n.startswith("u")]
+    v = [i for i, n in enumerate(names) if n.startswith("v")]
+    return S[..., u, :][..., :, u] - S[..., v, :][..., :, v]
