@@ -39,6 +39,7 @@ def test_save_results_writes_plain_json(tmp_path, monkeypatch):
         "notebook": "e9_demo", "profile": "quick", "parameters": {"N": 200, "eta": 5e-3},
         "results": {"a": 0.5, "n": 3, "bad": None, "inf": None, "v": [0.0, 1.0, 2.0],
                     "m": [[1, 2], [3, None]], "none": None, "label": "x"},
+        "headline": ["a", "n", "bad", "inf"],  # default: the first four
     }
     assert ll.load_results("e9_demo", tmp_path / "out") == doc
     assert ll.load_results("e9_demo") == doc  # default: $LOWRANK_RESULTS_DIR
@@ -75,6 +76,14 @@ def test_save_results_rejects_bad_input(tmp_path, monkeypatch, notebook, results
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("headline", [["b"], [], ["a"] * 5, "a", [1]])
+def test_save_results_rejects_bad_headline(tmp_path, monkeypatch, headline):
+    monkeypatch.setenv("LOWRANK_RESULTS_DIR", str(tmp_path))
+    with pytest.raises(ll.InvalidParameterError, match="headline"):
+        ll.save_results("x", {"a": 1}, headline=headline)
+    assert list(tmp_path.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- results table
 def _repo(tmp_path: Path) -> Path:
     (tmp_path / "notebooks").mkdir()
@@ -103,7 +112,7 @@ def test_results_table(tmp_path):
     root = _repo(tmp_path)
     res = root / "book" / "results"
     _write(res, "e1_a", {"err": 1.23456e-12, "epochs": 42, "never": None, "v": [1.0, 2.5],
-                         "long": list(range(10))})
+                         "long": list(range(10)), "sixth": 6})
     (res / "e1_a.ipynb").write_text("{}")
     _write(res, "e7_new", {"x": 0.5}, profile="paper")  # a chapter not in the registry yet
     (res / "e1_a.stamp.json").write_text("{}")            # not a results file
@@ -112,15 +121,24 @@ def test_results_table(tmp_path):
         ["{doc}`E1 First </book/results/e1_a>` (quick profile)", "`err`", "1.23e-12"],
         ["", "`epochs`", "42"],
         ["", "`never`", "n/a"],
-        ["", "`v`", "[1, 2.5]"],
-        ["", "`long`", "10 values, 0 ... 9"],
+        ["", "`v`", "[1, 2.5]"],  # no headline in the file: the first four
+        ["", "...", "2 more in `book/results/e1_a.json`"],
         ["E2 Second \\| with a bar", "not run", ""],  # no JSON; not executed: no link
         ["e7_new (paper profile)", "`x`", "0.5"],     # not in the toc: no link
+    ]
+    # a chapter's headline picks what the table shows
+    doc = json.loads((res / "e1_a.json").read_text())
+    doc["headline"] = ["long", "err"]
+    (res / "e1_a.json").write_text(json.dumps(doc))
+    assert _rows(book.results_table(root))[:3] == [
+        ["{doc}`E1 First </book/results/e1_a>` (quick profile)", "`long`", "10 values, 0 ... 9"],
+        ["", "`err`", "1.23e-12"],
+        ["", "...", "4 more in `book/results/e1_a.json`"],
     ]
     path = book.write_results_table(root)
     assert path == res / "results-table.md" and path.read_text() == book.results_table(root)
     # the generated page is not mistaken for a chapter's results
-    assert len(_rows(book.results_table(root))) == len(rows)
+    assert len(_rows(book.results_table(root))) == 5
 
 
 def test_results_table_of_this_repository_lists_every_registered_chapter():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from .errors import InvalidParameterError
 
 RESULTS_DIR_ENV = "LOWRANK_RESULTS_DIR"
 PROFILE_ENV = "LOWRANK_PROFILE"
+MAX_HEADLINE = 4  # numbers per chapter in the book's results-at-a-glance table
 
 
 def _plain(value, where: str):
@@ -56,7 +58,8 @@ def results_dir() -> Path:
     return here / "book" / "results" / "interactive"
 
 
-def save_results(notebook: str, results: dict, parameters: dict | None = None) -> Path:
+def save_results(notebook: str, results: dict, parameters: dict | None = None,
+                 headline: Sequence[str] | None = None) -> Path:
     """Write a chapter's headline numbers to ``<results_dir>/<notebook>.json`` atomically.
 
     Parameters
@@ -68,22 +71,35 @@ def save_results(notebook: str, results: dict, parameters: dict | None = None) -
         become ``null``.
     parameters : dict, optional
         The notebook's parameters (those of its ``parameters`` cell) that produced the numbers.
+    headline : sequence of str, optional
+        The keys of ``results`` that the book's results-at-a-glance table shows (at most 4);
+        default: the first 4.
 
     Returns
     -------
     Path of the written file. The JSON object has the keys ``notebook``, ``profile`` (from
     ``$LOWRANK_PROFILE``, ``"interactive"`` outside ``lowrank-learning reproduce``),
-    ``parameters`` and ``results``.
+    ``parameters``, ``results`` and ``headline``.
     """
     if not isinstance(notebook, str) or not notebook or "/" in notebook or notebook.startswith("."):
         raise InvalidParameterError(f"save_results: notebook must be a plain name, got {notebook!r}")
     if not isinstance(results, dict) or not results:
         raise InvalidParameterError("save_results: results must be a non-empty dict of name -> number")
+    if headline is None:
+        headline = list(results)[:MAX_HEADLINE]
+    if isinstance(headline, str) or not all(isinstance(k, str) for k in headline):
+        raise InvalidParameterError(f"save_results: headline must be a list of result names, got {headline!r}")
+    headline = list(headline)
+    unknown = [k for k in headline if k not in results]
+    if unknown or not headline or len(headline) > MAX_HEADLINE:
+        raise InvalidParameterError(f"save_results: headline must name 1 to {MAX_HEADLINE} of the results "
+                                    f"({list(results)}), got {headline!r}")
     doc = {
         "notebook": notebook,
         "profile": os.environ.get(PROFILE_ENV, "interactive"),
         "parameters": _plain(dict(parameters or {}), "parameters"),
         "results": _plain(results, "results"),
+        "headline": headline,
     }
     out = results_dir() / f"{notebook}.json"
     with atomic_open(out, "w", encoding="utf-8") as f:

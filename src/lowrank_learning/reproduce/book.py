@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .files import atomic_write_text, read_json
 from .layout import RESULTS_DIR, Layout, ReproduceError, find_root
+from ..results import MAX_HEADLINE
 from .mathjax import ensure_mathjax
 
 RESULTS_TABLE = "results-table.md"  # not an identifier, so never a notebook's name
@@ -107,8 +108,12 @@ def results_table(root: Path) -> str:
             lines.append(f"| {chapter} | not run | |")
             continue
         chapter += f" ({_cell(doc.get('profile', '?'))} profile)"
-        for k, (key, value) in enumerate(doc["results"].items()):
-            lines.append(f"| {chapter if k == 0 else ''} | `{_cell(key)}` | {_cell(_fmt(value))} |")
+        res = doc["results"]
+        shown = [k for k in doc.get("headline") or [] if k in res][:MAX_HEADLINE] or list(res)[:MAX_HEADLINE]
+        for k, key in enumerate(shown):
+            lines.append(f"| {chapter if k == 0 else ''} | `{_cell(key)}` | {_cell(_fmt(res[key]))} |")
+        if len(res) > len(shown):
+            lines.append(f"| | ... | {len(res) - len(shown)} more in `{RESULTS_DIR.as_posix()}/{name}.json` |")
     return "\n".join(lines) + "\n"
 
 
