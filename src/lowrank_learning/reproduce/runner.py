@@ -58,6 +58,10 @@ def _kernel_env(layout: Layout, tmpdir: Path) -> dict:
     # override ipykernel's inline backend and plt.show() would drop every figure.
     env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    # Progress bars of long runs still show in the executed notebook, but at most one update
+    # every 30 s: every redraw is kept in the stored output, and a 30000-epoch phase at the
+    # default 0.1 s interval left about 250 lines of bar in the E8 page.
+    env.setdefault("TQDM_MININTERVAL", "30")
     import importlib.util
 
     if importlib.util.find_spec("ipykernel") is None or importlib.util.find_spec("papermill") is None:
