@@ -20,7 +20,6 @@ import hashlib
 import importlib.util
 import os
 import sys
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._atomic import atomic_open
 from .activations import is_linear
 from .architecture import Architecture
 
@@ -108,7 +108,7 @@ def _source(arch: Architecture, n_out: int, dtype: str) -> str:
 
     x (G, Din, T, B), y and m (G, Dout, T, B): the distinct batches, time-major; row (E,) the
     batch of each member; C (len(rows), E) each member's block entries in row order; acc
-    (len(rows) + 2, E, B) the per-trial sums (written); W (blocks, 2 + Din + R, T * w) scratch;
+    (len(rows) + 2, E, B) the per-trial sums (written); W (blocks, Din + R (+ 1 for the gain), T * Lb) scratch;
     Lb the most trials per block. A block is up to Lb trials of one member."""
     Din, R, Do = arch.n_in, arch.rank, n_out
     lin = is_linear(arch.activation)
@@ -122,6 +122,10 @@ def _source(arch: Architecture, n_out: int, dtype: str) -> str:
 
     def acc(name, i, j):
         return f"A{idx[(name, i, j)]}"
+
+    def comb(on_m, on_u, row):  # row `row` of [block on_m, block on_u] times [kappa; lambda]
+        return " + ".join([f"{c(on_m, row, d)} * k{d}" for d in range(Din)] +
+                          [f"{c(on_u, row, s_)} * l{s_}" for s_ in range(R)])
 
     L = []
     w = L.append
@@ -178,9 +182,7 @@ def _source(arch: Architecture, n_out: int, dtype: str) -> str:
     for d in range(Din):
         w(f"{ind}kn{d} = decay * k{d} + dt * xr{d}[j]")
     for r in range(R):
-        drive = " + ".join([f"{c('VM', r, d)} * k{d}" for d in range(Din)] +
-                           [f"{c('VU', r, s_)} * l{s_}" for s_ in range(R)])
-        w(f"{ind}ln{r} = decay * l{r} + (dt * g) * ({drive})")
+        w(f"{ind}ln{r} = decay * l{r} + (dt * g) * ({comb('VM', 'VU', r)})")
     for d in range(Din):
         w(f"{ind}kr{d}[j] = kn{d}")
     for r in range(R):
@@ -209,9 +211,7 @@ def _source(arch: Architecture, n_out: int, dtype: str) -> str:
         w(f"{ind}l{r} = lr{r}[j]; a_{r} = an{r}[j]")
     w(f"{ind}g = {'one' if lin else 'gr[j]'}")
     for p in range(Do):
-        o = " + ".join([f"{c('ZM', p, d)} * k{d}" for d in range(Din)] +
-                       [f"{c('ZU', p, r)} * l{r}" for r in range(R)])
-        w(f"{ind}o{p} = {o}")
+        w(f"{ind}o{p} = {comb('ZM', 'ZU', p)}")
         w(f"{ind}mk{p} = mr{p}[j]")
         w(f"{ind}r{p} = o{p} * g - yr{p}[j]")
         w(f"{ind}e{p} = two * mk{p} * r{p}")
@@ -236,9 +236,7 @@ def _source(arch: Architecture, n_out: int, dtype: str) -> str:
         w(f"{ind}ad{r} = {' + '.join(terms)}")
     if not lin:
         for r in range(R):
-            q = " + ".join([f"{c('VM', r, d)} * k{d}" for d in range(Din)] +
-                           [f"{c('VU', r, s_)} * l{s_}" for s_ in range(R)])
-            w(f"{ind}q{r} = {q}")
+            w(f"{ind}q{r} = {comb('VM', 'VU', r)}")
             D = " + ".join([f"two * {c('MU', d, r)} * k{d}" for d in range(Din)] +
                            [f"({c('UU', r, s_)} + {c('UU', s_, r)}) * l{s_}" for s_ in range(R)])
             w(f"{ind}D{r} = {D}")
@@ -288,10 +286,8 @@ def _compiled(arch: Architecture, n_out: int, dtype: str):
         path = folder / f"{name}.py"
         try:
             if not path.exists():
-                fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-                with os.fdopen(fd, "w") as fh:
+                with atomic_open(path, "w", encoding="utf-8") as fh:
                     fh.write("CACHE = True\n" + src)
-                os.replace(tmp, path)
             spec = importlib.util.spec_from_file_location(name, path)
             mod = importlib.util.module_from_spec(spec)
             sys.modules[name] = mod
