@@ -70,6 +70,10 @@ def test_shared_trials_vmap_and_float32():
     l2, G2 = ensemble_value_and_grad(arch, jnp.asarray(S), x[row], y[row], m[row], 0.05, "masked_mean", kernel="xla")
     np.testing.assert_allclose(np.asarray(G1), np.asarray(G2), rtol=0, atol=1e-12 * float(np.max(np.abs(G2))))
     np.testing.assert_allclose(np.asarray(l1), np.asarray(l2), rtol=1e-12)
+    for kernel in ("xla", "numba"):  # the public entry point takes the same rows
+        l5, G5 = ensemble_value_and_grad(arch, jnp.asarray(S), x, y, m, 0.05, "masked_mean", kernel=kernel, row=row)
+        np.testing.assert_allclose(np.asarray(G5), np.asarray(G2), rtol=0, atol=1e-12 * float(np.max(np.abs(G2))))
+        np.testing.assert_allclose(np.asarray(l5), np.asarray(l2), rtol=1e-12)
     # vmap over a leading axis
     Sv = np.stack([S, 2 * S])
     lv, Gv = jax.vmap(lambda S_: ensemble_value_and_grad(arch, S_, x[row], y[row], m[row], 0.05, "masked_mean",

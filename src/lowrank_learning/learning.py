@@ -297,16 +297,9 @@ def _sym_grad(arch, Sigma, batch, row=None, kernel="auto"):
     """Loss and ``S = G + G^T`` for a stack of overlap matrices ``Sigma`` (E, K, K), by the fused
     adjoint (:func:`~lowrank_learning.reduced.ensemble_value_and_grad`). The batch arrays are
     (E, B, T, .), or with ``row`` (E,) the distinct batches (G, B, T, .) and member ``e`` trains
-    on batch ``row[e]`` (the numba kernel reads them in place; XLA gets per-member copies)."""
-    work = len(row) * int(np.prod(batch.inputs.shape[1:3])) if row is not None else int(np.prod(batch.inputs.shape[:3]))
-    kernel = _kernels.choose(kernel, arch, work)
-    if row is not None and kernel == "numba":
-        loss, G = _kernels.value_and_grad(arch, Sigma, batch.inputs, batch.targets, batch.mask, batch.dt,
-                                          batch.loss, row)
-    else:
-        pick = (lambda a: a) if row is None else (lambda a: jnp.asarray(a)[row])  # noqa: E731
-        loss, G = ensemble_value_and_grad(arch, Sigma, pick(batch.inputs), pick(batch.targets), pick(batch.mask),
-                                          batch.dt, batch.loss, kernel)
+    on batch ``row[e]``."""
+    loss, G = ensemble_value_and_grad(arch, Sigma, batch.inputs, batch.targets, batch.mask, batch.dt, batch.loss,
+                                      kernel, row)
     return loss, G + jnp.swapaxes(G, -1, -2)
 
 

@@ -351,10 +351,10 @@ def violation_history(arch: Architecture, run: ScheduleRun, every: int = 10):
         sel = (idx >= run.boundaries[i]) & (idx < run.boundaries[i + 1])
         if not np.any(sel):
             continue
-        n = int(np.sum(sel))
-        b = phase.task
-        arrs = [np.broadcast_to(np.asarray(a, sigma.dtype), (n,) + np.shape(a)) for a in (b.inputs, b.targets, b.mask)]
-        _, g = ensemble_value_and_grad(arch, jnp.asarray(sigma[idx[sel]]), *arrs, b.dt, b.loss)
+        b = phase.task  # one batch shared by every state of the phase
+        arrs = [np.asarray(a, sigma.dtype)[None] for a in (b.inputs, b.targets, b.mask)]
+        _, g = ensemble_value_and_grad(arch, jnp.asarray(sigma[idx[sel]]), *arrs, b.dt, b.loss,
+                                       row=np.zeros(int(np.sum(sel)), int))
         G[sel] = np.asarray(g)
     return idx, conservation_violation(arch, sigma[idx], G)
 

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _kernels
 from .activations import gain, is_linear
 from .architecture import Architecture
 from .tasks import Batch, loss_value
@@ -200,7 +201,7 @@ def _dot(x, y):
 
 
 def ensemble_value_and_grad(arch: Architecture, Sigma, inputs, targets, mask, dt: float, loss_kind: str,
-                            kernel: str = "auto"):
+                            kernel: str = "auto", row=None):
     """Losses and ``dL/dSigma`` of an ensemble of reduced models, each on its own batch.
 
     Parameters
@@ -215,6 +216,10 @@ def ensemble_value_and_grad(arch: Architecture, Sigma, inputs, targets, mask, dt
         ``LOWRANK_KERNEL`` if set, else numba on a CPU backend when it applies (linear or erf
         units, at least 32768 trial-steps E*B*T, below which the host call costs more than it
         saves), else XLA.
+    row : None or int array (E,)
+        Members that share trials: ``inputs``, ``targets`` and ``mask`` then hold G distinct
+        batches (G, B, T, .) and member ``e`` trains on batch ``row[e]`` (the numba kernel reads
+        them in place; the XLA version gathers per-member copies).
 
     Returns
     -------
@@ -229,10 +234,11 @@ def ensemble_value_and_grad(arch: Architecture, Sigma, inputs, targets, mask, dt
     products written out): on a CPU the number of kernels per step and the memory traffic, not
     the arithmetic, bound this computation.
     """
-    from . import _kernels
-
-    if _kernels.choose(kernel, arch, work=int(np.prod(inputs.shape[:3]))) == "numba":
-        return _kernels.value_and_grad(arch, Sigma, inputs, targets, mask, dt, loss_kind)
+    E = Sigma.shape[0]
+    if _kernels.choose(kernel, arch, work=E * int(np.prod(inputs.shape[1:3]))) == "numba":
+        return _kernels.value_and_grad(arch, Sigma, inputs, targets, mask, dt, loss_kind, row)
+    if row is not None:
+        inputs, targets, mask = (jnp.asarray(a)[jnp.asarray(row)] for a in (inputs, targets, mask))
     act = arch.activation
     linear = is_linear(act)
     dtype = Sigma.dtype
