@@ -50,3 +50,49 @@ def test_meanfield_error_shrinks_with_N(act):
     assert errs[1000] < errs[100]
     assert errs[10000] < errs[100] / 4, errs
     assert errs[10000] < 0.05 * np.sqrt(np.mean(y_mf**2)), errs
+
+
+def _euler_reference(arch, X, inputs, dt):
+    """The Euler recursion on the N-dimensional state, step by step (network_step in a scan)."""
+    import jax
+    import jax.numpy as jnp
+
+    from lowrank_learning.network import network_step, split_vectors
+
+    vectors = split_vectors(arch, X)
+
+    def step(h, x_t):
+        h_new, y = network_step(arch, vectors, h, x_t, dt)
+        return h_new, (y, h_new)
+
+    h0 = jnp.zeros((inputs.shape[0], X.shape[0]), X.dtype)
+    _, (y, h) = jax.lax.scan(step, h0, jnp.swapaxes(inputs, 0, 1))
+    return jnp.swapaxes(y, 0, 1), jnp.swapaxes(h, 0, 1)
+
+
+@settings(max_examples=6, deadline=None)
+@given(N=st.integers(1, 400), rank=st.integers(1, 3), n_in=st.integers(1, 2), n_out=st.integers(1, 2),
+       act=st.sampled_from(ll.ACTIVATIONS), B=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_span_simulation_equals_euler_recursion(N, rank, n_in, n_out, act, B, seed):
+    """run_network simulates in the span of U and M with (B, R) carries and rematerialised steps;
+    outputs, states and the loss gradient must equal the plain Euler recursion on h (float64)."""
+    import jax
+    import jax.numpy as jnp
+
+    from lowrank_learning.tasks import loss_value
+
+    arch = ll.Architecture(rank=rank, n_in=n_in, n_out=n_out, activation=act)
+    rng = np.random.default_rng(seed)
+    X = jnp.asarray(ll.sample_vectors(arch, N, seed=seed) * 1.5)
+    inputs = jnp.asarray(rng.standard_normal((B, 20, n_in)))
+    batch = ll.Batch(inputs=inputs, targets=jnp.asarray(rng.standard_normal((B, 20, n_out))), dt=0.1)
+    y, h = ll.run_network(arch, X, inputs, 0.1, return_states=True)
+    y_ref, h_ref = _euler_reference(arch, X, inputs, 0.1)
+    np.testing.assert_allclose(np.asarray(y), np.asarray(y_ref), rtol=0,
+                               atol=1e-12 * (float(jnp.max(jnp.abs(y_ref))) + 1e-300))
+    np.testing.assert_allclose(np.asarray(h), np.asarray(h_ref), rtol=0,
+                               atol=1e-12 * (float(jnp.max(jnp.abs(h_ref))) + 1e-300))
+    g = jax.grad(lambda X_: ll.network_loss(arch, X_, batch))(X)
+    g_ref = jax.grad(lambda X_: loss_value(_euler_reference(arch, X_, inputs, 0.1)[0], batch))(X)
+    np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref), rtol=0,
+                               atol=1e-11 * (float(jnp.max(jnp.abs(g_ref))) + 1e-300))

@@ -28,7 +28,10 @@ def split_vectors(arch: Architecture, X):
 
 
 def network_step(arch: Architecture, vectors, h, x_t, dt: float, kick=None):
-    """One Euler step of the network, the single definition used by every simulator.
+    """One Euler step of the network on the N-dimensional state.
+
+    The simulators use it with noise (which leaves the span of U and M); without noise,
+    :func:`scan_network` runs the same recursion in that span (tested against this step).
 
     ``h_{t+1} = h_t + dt (-h_t + U V^T phi(h_t) / N + M x_t) [+ kick]``,
     ``y_t = Z^T phi(h_{t+1}) / N``.
@@ -59,9 +62,67 @@ def network_step(arch: Architecture, vectors, h, x_t, dt: float, kick=None):
     return h_new, y
 
 
+def input_coordinates(inputs, dt: float):
+    """The input part of the state: ``b_{t+1} = b_t + dt (-b_t + x_t)``, ``b_0 = 0``.
+
+    Parameters
+    ----------
+    inputs : array (B, T, Din)
+
+    Returns
+    -------
+    array (T, B, Din), time-major: row t is ``b_{t+1}``.
+    """
+    xs = jnp.swapaxes(inputs, 0, 1)
+
+    def step(b, x_t):
+        b = b + dt * (-b + x_t)
+        return b, b
+
+    return jax.lax.scan(step, jnp.zeros(xs.shape[1:], xs.dtype), xs)[1]
+
+
+def _scan_span(arch: Architecture, X, inputs, dt: float, return_states: bool):
+    """Noise-free simulation in the span of U and M (the exact identity of THEORY.md section 1).
+
+    From ``h_0 = 0`` the state stays ``h_t = U a_t + M b_t`` with
+    ``a_{t+1} = a_t + dt (-a_t + kappa_t)``, ``kappa_t = V^T phi(h_t) / N`` and the input part
+    ``b_t`` of :func:`input_coordinates`. The scan carries only ``(a_t, kappa_t)`` (B, R) and
+    evaluates ``phi`` once per step for both the recurrence and the output. Each step is
+    rematerialised (``jax.checkpoint``), so reverse mode stores the (B, R) carries instead of
+    the (B, T, N) states and recomputes ``h`` on the way back: at large N the gradient is bound
+    by arithmetic, not by memory traffic. Same function as the Euler recursion on ``h``; the
+    rounding differs at machine precision.
+    """
+    M, U, V, Z = split_vectors(arch, X)
+    N, R = X.shape[0], arch.rank
+    bs = input_coordinates(inputs, dt)                       # (T, B, Din)
+    readout = jnp.concatenate([V, Z], axis=1) / N           # (N, R + Dout)
+    kappa0 = jnp.broadcast_to(phi(arch.activation, jnp.zeros((), X.dtype)) * jnp.sum(V, axis=0) / N,
+                              (inputs.shape[0], R))
+
+    @jax.checkpoint
+    def step(carry, b_new):
+        a, kappa = carry
+        a_new = a + dt * (-a + kappa)
+        out = phi(arch.activation, a_new @ U.T + b_new @ M.T) @ readout   # (B, R + Dout)
+        return (a_new, out[:, :R]), (out[:, R:], a_new)
+
+    _, (ys, a_all) = jax.lax.scan(step, (jnp.zeros_like(kappa0), kappa0), bs, unroll=_UNROLL)
+    outputs = jnp.swapaxes(ys, 0, 1)
+    if not return_states:
+        return outputs
+    states = jnp.einsum("tbr,nr->btn", a_all, U) + jnp.einsum("tbi,ni->btn", bs, M)
+    return outputs, states
+
+
 def scan_network(arch: Architecture, X, inputs, dt: float, return_states: bool = False,
                  noise=None):
     """Run :func:`network_step` over time from ``h_0 = 0`` (traceable; no input checks).
+
+    Without noise the state is simulated in the span of U and M (:func:`_scan_span`: same
+    equations, (B, R) carries, one ``phi`` per step); with noise, :func:`network_step` on the
+    N-dimensional state.
 
     Parameters
     ----------
@@ -73,24 +134,18 @@ def scan_network(arch: Architecture, X, inputs, dt: float, return_states: bool =
     -------
     outputs : array (B, T, Dout);  states : array (B, T, N), only if ``return_states``
     """
+    if noise is None:
+        return _scan_span(arch, X, inputs, dt, return_states)
     vectors = split_vectors(arch, X)
     h0 = jnp.zeros((inputs.shape[0], X.shape[0]), dtype=X.dtype)
-    xs = jnp.swapaxes(inputs, 0, 1)
+    kick_fn, xi = noise
 
-    if noise is None:
-        def step(h, x_t):
-            h_new, y = network_step(arch, vectors, h, x_t, dt)
-            return h_new, ((y, h_new) if return_states else y)
-    else:
-        kick_fn, xi = noise
-        xs = (xs, xi)
+    def step(h, args):
+        x_t, xi_t = args
+        h_new, y = network_step(arch, vectors, h, x_t, dt, kick=kick_fn(h, xi_t))
+        return h_new, ((y, h_new) if return_states else y)
 
-        def step(h, args):
-            x_t, xi_t = args
-            h_new, y = network_step(arch, vectors, h, x_t, dt, kick=kick_fn(h, xi_t))
-            return h_new, ((y, h_new) if return_states else y)
-
-    _, out = jax.lax.scan(step, h0, xs, unroll=_UNROLL)
+    _, out = jax.lax.scan(step, h0, (jnp.swapaxes(inputs, 0, 1), xi), unroll=_UNROLL)
     if return_states:
         return jnp.swapaxes(out[0], 0, 1), jnp.swapaxes(out[1], 0, 1)
     return jnp.swapaxes(out, 0, 1)
