@@ -117,7 +117,7 @@ def test_linear_exactness_job_is_at_rounding_level():
 def test_compare_nonlinear_against_independent_runs():
     """The job's numbers equal those recomputed here from learn_vectors/learn_overlaps directly."""
     kw = dict(activation="erf", task="teacher", N=64, lr=0.2, seed=1, epochs=6, n_trials=1, dt=0.1, T_max=2.0)
-    r = ll.compare_nonlinear(**kw)
+    r = ll.compare_nonlinear(**kw, dtype="float64")
     arch = ll.Architecture(activation="erf")
     X0 = ll.sample_vectors(arch, 64, seed=1, sigma=ll.sigma_from_named(arch, v.INIT_OVERLAPS))
     task = v.teacher_batch("erf", 1, 0.1, 2.0)
@@ -130,6 +130,11 @@ def test_compare_nonlinear_against_independent_runs():
     np.testing.assert_allclose(r["kurtosis_end"], stats.kurtosis(full.final_vectors, axis=0), rtol=1e-10)
     assert r["err_curve"].shape == (7,) and r["err_curve"][0] < 1e-14  # the theory starts at X0's overlaps
     assert 0 < r["err_end"] < 0.1
+    # the default float32 full network: same comparison to float32 rounding
+    r32 = ll.compare_nonlinear(**kw)
+    np.testing.assert_allclose(r32["diff_end"], r["diff_end"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(r32["loss_full"], r["loss_full"], rtol=1e-5)
+    assert r32["err_curve"][0] < 1e-6
 
 
 def test_teacher_batch_targets_are_the_teacher_outputs():
@@ -146,8 +151,13 @@ def test_e9_jobs_grid():
     assert len(jobs) == 2 * (3 + 1)
     assert {j["epochs"] for j in jobs if j["N"] == 1000} == {20}
     assert {j["epochs"] for j in jobs if j["N"] == 100} == {50}
+    assert {j["dtype"] for j in jobs} == {"float32"}
     with pytest.raises(ll.InvalidParameterError, match="same non-zero length"):
         ll.e9_jobs([100], [1, 2])
+    with pytest.raises(ll.InvalidParameterError, match="dtype"):
+        ll.e9_jobs([100], [1], dtype="float16")
+    with pytest.raises(ll.InvalidParameterError, match="dtype"):
+        ll.compare_nonlinear("erf", "teacher", 10, 0.1, 0, dtype="half")
     with pytest.raises(ll.InvalidParameterError, match="task"):
         ll.compare_nonlinear("erf", "nope", 10, 0.1, 0)
     with pytest.raises(ll.InvalidParameterError, match="activation"):
