@@ -60,7 +60,7 @@ def test_gaussian_distance_one_dimension_matches_scipy_wasserstein():
 
 
 def test_gaussian_distance_bad_input():
-    with pytest.raises(ll.InvalidParameterError, match="N >= 4"):
+    with pytest.raises(ll.InvalidParameterError, match="at least 4 rows"):
         ll.gaussian_distance(np.ones((2, 3)))
     with pytest.raises(ll.InvalidParameterError, match="zero variance"):
         ll.gaussian_distance(np.ones((10, 2)))

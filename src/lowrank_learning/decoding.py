@@ -20,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from .errors import InvalidParameterError
+from .errors import InvalidParameterError, finite_matrix
 
 __all__ = ["DecodingResult", "group_splits", "decode", "decode_stack"]
 
@@ -158,17 +158,6 @@ def _decode_splits(features, labels, splits, train_noise, seed, C):
     return acc, chance
 
 
-def _as_features(features, name: str) -> np.ndarray:
-    X = np.asarray(features, dtype=float)
-    if X.ndim == 1:
-        X = X[:, None]
-    if X.ndim != 2 or X.shape[1] < 1:
-        raise InvalidParameterError(f"{name} must have shape (n_samples, n_features), got {np.shape(features)}")
-    if not np.all(np.isfinite(X)):
-        raise InvalidParameterError(f"{name} has non-finite entries (NaN or inf)")
-    return X
-
-
 def _check_options(n_splits, n_test_groups, train_noise, seed, C):
     n_splits = _check_int("n_splits", n_splits, 1)
     n_test_groups = _check_int("n_test_groups", n_test_groups, 1)
@@ -212,7 +201,7 @@ def decode(features, labels, groups, n_splits: int = 50, n_test_groups: int = 2,
     DecodingResult
     """
     n_splits, n_test_groups, train_noise, seed, C = _check_options(n_splits, n_test_groups, train_noise, seed, C)
-    X = _as_features(features, "features")
+    X = finite_matrix(features, "features")
     labels, groups = _check_labels_groups(labels, groups, X.shape[0], n_test_groups)
     splits = group_splits(groups, n_splits, n_test_groups, seed)
     return _result(*_decode(X, labels, splits, train_noise, seed, C), n_test_groups, train_noise, seed)
@@ -237,14 +226,14 @@ def decode_stack(features, labels, groups, n_splits: int = 50, n_test_groups: in
     if isinstance(features, Mapping):
         if not features:
             raise InvalidParameterError("features must hold at least one feature set")
-        sets = {str(k): _as_features(v, f"features[{k!r}]") for k, v in features.items()}
+        sets = {str(k): finite_matrix(v, f"features[{k!r}]") for k, v in features.items()}
     else:
         arr = np.asarray(features, dtype=float)
         if arr.ndim != 3:
             raise InvalidParameterError(
                 f"features must be a mapping of arrays or an array (n_sets, n_samples, n_features), got shape {arr.shape}"
             )
-        sets = {i: _as_features(arr[i], f"features[{i}]") for i in range(arr.shape[0])}
+        sets = {i: finite_matrix(arr[i], f"features[{i}]") for i in range(arr.shape[0])}
     n_samples = {X.shape[0] for X in sets.values()}
     if len(n_samples) != 1:
         raise InvalidParameterError(f"every feature set must have the same number of samples, got {sorted(n_samples)}")

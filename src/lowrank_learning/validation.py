@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .architecture import Architecture
-from .errors import InvalidParameterError
+from .errors import InvalidParameterError, finite_matrix
 
 __all__ = [
     "excess_kurtosis", "gaussian_distance", "ErrorScaling", "fit_error_scaling", "loss_drop_epoch",
@@ -44,23 +44,12 @@ E9_TASKS = ("flipflop", "teacher")
 
 
 # ----------------------------------------------------------------------------- measures
-def _as_matrix(X, where: str) -> np.ndarray:
-    X = np.asarray(X, dtype=float)
-    if X.ndim == 1:
-        X = X[:, None]
-    if X.ndim != 2 or X.shape[0] < 4:
-        raise InvalidParameterError(f"{where}: X must have shape (N, K) with N >= 4, got {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise InvalidParameterError(f"{where}: X has non-finite entries")
-    return X
-
-
 def excess_kurtosis(X) -> np.ndarray:
     """Excess kurtosis of each column of ``X`` (N, K) -> (K,) (0 for a Gaussian; Fisher's
     definition, biased estimator). For N Gaussian samples its standard error is ``sqrt(24/N)``."""
     from scipy.stats import kurtosis
 
-    return np.atleast_1d(kurtosis(_as_matrix(X, "excess_kurtosis"), axis=0, fisher=True, bias=True))
+    return np.atleast_1d(kurtosis(finite_matrix(X, "excess_kurtosis: X", min_rows=4, shape="(N, K)"), axis=0, fisher=True, bias=True))
 
 
 def gaussian_distance(X, n_projections: int = 64, seed: int = 0) -> float:
@@ -76,7 +65,7 @@ def gaussian_distance(X, n_projections: int = 64, seed: int = 0) -> float:
     """
     from scipy.special import ndtri
 
-    X = _as_matrix(X, "gaussian_distance")
+    X = finite_matrix(X, "gaussian_distance: X", min_rows=4, shape="(N, K)")
     if isinstance(n_projections, bool) or not isinstance(n_projections, (int, np.integer)) or n_projections < 1:
         raise InvalidParameterError(f"gaussian_distance: n_projections must be an integer >= 1, got {n_projections!r}")
     N, K = X.shape

@@ -14,9 +14,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from ..results import MAX_HEADLINE
 from .files import atomic_write_text, read_json
 from .layout import RESULTS_DIR, Layout, ReproduceError, find_root
-from ..results import MAX_HEADLINE
 from .mathjax import ensure_mathjax
 
 RESULTS_TABLE = "results-table.md"  # not an identifier, so never a notebook's name
