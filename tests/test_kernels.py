@@ -110,8 +110,12 @@ def test_choice_of_kernel(monkeypatch):
     monkeypatch.delenv("LOWRANK_KERNEL", raising=False)
     assert _kernels.choose("auto", erf) == ("numba" if jax.default_backend() == "cpu" else "xla")
     assert _kernels.choose("auto", tanh) == "xla"
-    assert _kernels.choose("auto", erf, work=400) == "xla"  # too small to pay for the host call
-    assert _kernels.choose("numba", erf, work=400) == "numba"
+    lin = ll.Architecture()
+    cpu = "numba" if jax.default_backend() == "cpu" else "xla"
+    assert _kernels.choose("auto", erf, work=400) == cpu       # erf: XLA's step is slow at any size
+    assert _kernels.choose("auto", lin, work=400) == "xla"     # linear: too small to pay for the host call
+    assert _kernels.choose("auto", lin, work=32768) == cpu
+    assert _kernels.choose("numba", lin, work=400) == "numba"
     monkeypatch.setenv("LOWRANK_KERNEL", "xla")
     assert _kernels.choose("auto", erf) == "xla"
     monkeypatch.setenv("LOWRANK_KERNEL", "fast")

@@ -115,6 +115,29 @@ def test_resolved_parameters(repo):
     assert [j.name for j in rp.plan(rp.Layout(repo), "quick")] == ["good", "bad"]  # book order
 
 
+def test_longest_notebook_starts_first(repo, capsys):
+    """Order of execution: the last timed run of the same profile, else the registry's minutes
+    estimate, longest first; the summary and the book keep book order."""
+    from lowrank_learning.reproduce.runner import expected_seconds, longest_first
+
+    (repo / "notebooks" / "profiles.yml").write_text(PROFILES.replace(
+        'title: "Failing notebook"', 'title: "Failing notebook"\n  minutes: {paper: 2.5}'))
+    jobs = rp.plan(rp.Layout(repo), "paper")
+    assert [j.name for j in jobs] == ["good", "bad"] and jobs[1].minutes == 2.5 and jobs[0].minutes is None
+    assert [expected_seconds(j) for j in jobs] == [0.0, 150.0]
+    assert [j.name for j in longest_first(jobs)] == ["bad", "good"]
+    stamp = dict(jobs[0].stamp, wall_s=400.0)
+    jobs[0].stamp_path.parent.mkdir(parents=True, exist_ok=True)
+    jobs[0].stamp_path.write_text(json.dumps(stamp))                 # a timed paper run of "good"
+    assert [j.name for j in longest_first(jobs)] == ["good", "bad"]
+    jobs[0].stamp_path.write_text(json.dumps(dict(stamp, profile="quick")))  # another profile: ignored
+    assert [j.name for j in longest_first(jobs)] == ["bad", "good"]
+    (repo / "notebooks" / "profiles.yml").write_text(PROFILES.replace(
+        'title: "Failing notebook"', 'title: "Failing notebook"\n  minutes: {paper: fast}'))
+    assert rp.reproduce(root=repo, profile="paper", progress=False) == 2
+    assert "bad.minutes must map profile names to numbers" in capsys.readouterr().err
+
+
 def test_cli_parses_and_delegates(repo, capsys):
     assert cli.main(["--root", str(repo), "reproduce", "--profile", "fast"]) == 2
     assert "valid profiles: quick, paper" in capsys.readouterr().err

@@ -213,9 +213,9 @@ def ensemble_value_and_grad(arch: Architecture, Sigma, inputs, targets, mask, dt
         ``numba``: one compiled CPU loop nest over trials and time (:mod:`lowrank_learning._kernels`,
         linear and erf units, called through ``jax.pure_callback``); ``xla``: the JAX version
         below (any activation, any device). ``auto`` (default) takes the environment variable
-        ``LOWRANK_KERNEL`` if set, else numba on a CPU backend when it applies (linear or erf
-        units, at least 32768 trial-steps E*B*T, below which the host call costs more than it
-        saves), else XLA.
+        ``LOWRANK_KERNEL`` if set, else numba on a CPU backend when it applies (erf units at any
+        size; linear units from 32768 trial-steps E*B*T, below which XLA's cheap linear step
+        beats the host call), else XLA.
     row : None or int array (E,)
         Members that share trials: ``inputs``, ``targets`` and ``mask`` then hold G distinct
         batches (G, B, T, .) and member ``e`` trains on batch ``row[e]`` (the numba kernel reads

@@ -25,7 +25,9 @@ from .stamps import is_up_to_date, make_stamp
 
 
 def load_profiles(path: Path) -> dict[str, dict]:
-    """Read the registry: ``{name: {"title": str, "profiles": {profile: {param: value}}}}``."""
+    """Read the registry: ``{name: {"title": str, "minutes": {profile: float}, "profiles": {profile:
+    {param: value}}}}``. ``minutes`` (optional) is the approximate wall time per profile, used only to
+    start the longest notebooks first when no earlier run of that profile has been timed."""
     import yaml
 
     path = Path(path)
@@ -44,15 +46,20 @@ def load_profiles(path: Path) -> dict[str, dict]:
         if not isinstance(entry, dict):
             raise ReproduceError(f"{path}: entry {name!r} must be a mapping with a title and profiles")
         title = entry.get("title", name)
+        minutes = entry.get("minutes") or {}
+        if not isinstance(minutes, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in minutes.values()):
+            raise ReproduceError(f"{path}: {name}.minutes must map profile names to numbers >= 0, got {minutes!r}")
         profiles = {}
         for key, value in entry.items():
-            if key == "title":
+            if key in ("title", "minutes"):
                 continue
             value = {} if value is None else value
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
                 raise ReproduceError(f"{path}: {name}.{key} must map parameter names to values")
             profiles[key] = value
-        out[name] = {"title": str(title), "profiles": profiles}
+        out[name] = {"title": str(title), "minutes": {str(k): float(v) for k, v in minutes.items()},
+                     "profiles": profiles}
     if not out:
         raise ReproduceError(f"{path} lists no notebooks")
     return out
@@ -162,6 +169,7 @@ class Job:
     parameters: dict
     stamp: dict
     up_to_date: bool = False
+    minutes: float | None = None  # the registry's estimate for this profile (ordering only)
 
     @property
     def profile(self) -> str:
@@ -235,5 +243,6 @@ def plan(layout: Layout, profile: str = "paper", only=None, sets=(), force: bool
         output = layout.results / f"{name}.ipynb"
         stamp_path = layout.results / f"{name}.stamp.json"
         fresh = not force and is_up_to_date(output, stamp_path, stamp)
-        jobs.append(Job(name, registry[name]["title"], source, output, stamp_path, cell, resolved, stamp, fresh))
+        jobs.append(Job(name, registry[name]["title"], source, output, stamp_path, cell, resolved, stamp, fresh,
+                        registry[name]["minutes"].get(profile)))
     return jobs

@@ -306,6 +306,21 @@ def _print_summary(jobs: list[Job], outcomes: dict[str, Outcome], out) -> None:
             print(f"\nINTERRUPTED {j.name}: {describe(j.output, j.stamp_path)}", file=out)
 
 
+def expected_seconds(job) -> float:
+    """How long ``job`` is expected to take: the wall time of its last timed run of the same
+    profile (its stamp), else the registry's ``minutes`` estimate, else 0."""
+    old = read_json(job.stamp_path)
+    if isinstance(old, dict) and old.get("profile") == job.profile and isinstance(old.get("wall_s"), (int, float)):
+        return float(old["wall_s"])
+    return 60.0 * job.minutes if job.minutes is not None else 0.0
+
+
+def longest_first(todo: list) -> list:
+    """``todo`` ordered by :func:`expected_seconds`, longest first (ties keep book order): with two
+    notebooks at a time, a long chapter started last would otherwise run alone at the end."""
+    return sorted(todo, key=lambda j: -expected_seconds(j))
+
+
 def reproduce(root=None, profile: str = "paper", only=None, jobs: int | None = None, sets=(),
               force: bool = False, progress: bool = True, out=None) -> int:
     """Execute the registry's notebooks; returns an exit code (0 ok, 1 failures, 2 bad input, 130 interrupted).
@@ -337,7 +352,7 @@ def reproduce(root=None, profile: str = "paper", only=None, jobs: int | None = N
         return 2
     jobs = jobs or max(1, min(2, os.cpu_count() or 1))
     outcomes = {j.name: Outcome(j.name, "skipped") for j in planned if j.up_to_date}
-    todo = [j for j in planned if not j.up_to_date]
+    todo = longest_first([j for j in planned if not j.up_to_date])
     print(f"profile {profile!r}: {len(todo)} to run, {len(outcomes)} up to date "
           f"(results in {layout.results})", file=out)
     if not todo:
