@@ -114,3 +114,23 @@ def test_violation_history_along_a_schedule():
         ll.violation_history(arch, run_ff)
     with pytest.raises(ll.InvalidParameterError, match="every"):
         ll.violation_history(arch, run, every=0)
+
+
+def test_confirm_pair_equals_direct_runs():
+    """confirm_pair runs the two twins in two threads: each equals learn_vectors / learn_overlaps
+    called here directly, one after the other."""
+    start = ll.random_overlaps(twins.ARCH, 1, seed=3).sigma[0]
+    conf = twins.confirm_pair(start, N=40, epochs_phase1=3, epochs_phase2=2, n_trials=4, seed=2)
+    ff, dm, tch = twins.twin_tasks(4)
+    X0 = ll.sample_vectors(twins.ARCH, 40, seed=0, sigma=start, exact=True)
+    sched = ll.DropBelow(0.01, 0.015, 5.0)
+    for twin, task in (("twin1", ff), ("twin2", dm)):
+        f1 = ll.learn_vectors(twins.ARCH, X0, task, sched, 3, seed=2, progress=False)
+        f2 = ll.learn_vectors(twins.ARCH, f1.final_vectors, tch, 1e-3, 2, seed=3, progress=False)
+        t1 = ll.learn_overlaps(twins.ARCH, start, task, sched, 3, seed=2, progress=False)
+        t2 = ll.learn_overlaps(twins.ARCH, t1.final_sigma, tch, 1e-3, 2, seed=3, progress=False)
+        assert conf[f"{twin}_full_sigma"].shape == (6, 4, 4)
+        np.testing.assert_array_equal(conf[f"{twin}_full_sigma"], np.concatenate([f1.sigma, f2.sigma_all]))
+        np.testing.assert_array_equal(conf[f"{twin}_full_loss"], np.concatenate([f1.loss, f2.loss]))
+        np.testing.assert_array_equal(conf[f"{twin}_theory_sigma"], np.concatenate([t1.sigma, t2.sigma_all]))
+        np.testing.assert_array_equal(conf[f"{twin}_theory_loss"], np.concatenate([t1.loss, t2.loss]))

@@ -163,18 +163,24 @@ def confirm_pair(start, N: int, epochs_phase1: int, epochs_phase2: int, n_trials
     over these epochs). Returns a dict with, for ``twin1``/``twin2`` and ``full``/``theory``,
     the overlaps per epoch ``{key}_sigma`` (E1 + E2 + 1, 4, 4) and the losses ``{key}_loss``.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     ff, dm, tch = twin_tasks(n_trials)
     X0 = sample_vectors(ARCH, N, seed=vector_seed, sigma=np.asarray(start, dtype=float), exact=True)
     sched = DropBelow(lr_phase1, drop_threshold, drop_factor)
-    out = {}
-    for twin, task in (("twin1", ff), ("twin2", dm)):
+
+    def one_twin(task):
         f1 = learn_vectors(ARCH, X0, task, sched, epochs_phase1, seed=seed, progress=progress)
         f2 = learn_vectors(ARCH, f1.final_vectors, tch, lr_phase2, epochs_phase2, seed=seed + 1, progress=progress)
         t1 = learn_overlaps(ARCH, np.asarray(start, dtype=float), task, sched, epochs_phase1, seed=seed,
                             progress=progress)
         t2 = learn_overlaps(ARCH, t1.final_sigma, tch, lr_phase2, epochs_phase2, seed=seed + 1, progress=progress)
-        out[f"{twin}_full_sigma"] = np.concatenate([f1.sigma, f2.sigma_all])
-        out[f"{twin}_full_loss"] = np.concatenate([f1.loss, f2.loss])
-        out[f"{twin}_theory_sigma"] = np.concatenate([t1.sigma, t2.sigma_all])
-        out[f"{twin}_theory_loss"] = np.concatenate([t1.loss, t2.loss])
-    return out
+        return {"full_sigma": np.concatenate([f1.sigma, f2.sigma_all]), "full_loss": np.concatenate([f1.loss, f2.loss]),
+                "theory_sigma": np.concatenate([t1.sigma, t2.sigma_all]),
+                "theory_loss": np.concatenate([t1.loss, t2.loss])}
+
+    # The twins are independent: two threads (XLA releases the GIL) use both cores for the
+    # full networks, whose small per-step operations keep one core busy each.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = dict(zip(("twin1", "twin2"), pool.map(one_twin, (ff, dm))))
+    return {f"{twin}_{k}": v for twin, r in runs.items() for k, v in r.items()}
