@@ -74,11 +74,12 @@ def _euler_reference(arch, X, inputs, dt):
 @given(N=st.integers(1, 400), rank=st.integers(1, 3), n_in=st.integers(1, 2), n_out=st.integers(1, 2),
        act=st.sampled_from(ll.ACTIVATIONS), B=st.integers(1, 4), seed=st.integers(0, 2**16))
 def test_span_simulation_equals_euler_recursion(N, rank, n_in, n_out, act, B, seed):
-    """run_network simulates in the span of U and M with (B, R) carries and rematerialised steps;
-    outputs, states and the loss gradient must equal the plain Euler recursion on h (float64)."""
+    """The span simulation ((B, R) carries, rematerialised steps; run_network's path for large
+    problems): outputs, states and the loss gradient equal the plain Euler recursion on h (float64)."""
     import jax
     import jax.numpy as jnp
 
+    from lowrank_learning.network import _scan_span
     from lowrank_learning.tasks import loss_value
 
     arch = ll.Architecture(rank=rank, n_in=n_in, n_out=n_out, activation=act)
@@ -86,13 +87,33 @@ def test_span_simulation_equals_euler_recursion(N, rank, n_in, n_out, act, B, se
     X = jnp.asarray(ll.sample_vectors(arch, N, seed=seed) * 1.5)
     inputs = jnp.asarray(rng.standard_normal((B, 20, n_in)))
     batch = ll.Batch(inputs=inputs, targets=jnp.asarray(rng.standard_normal((B, 20, n_out))), dt=0.1)
-    y, h = ll.run_network(arch, X, inputs, 0.1, return_states=True)
+    y, h = _scan_span(arch, X, inputs, 0.1, return_states=True)
     y_ref, h_ref = _euler_reference(arch, X, inputs, 0.1)
     np.testing.assert_allclose(np.asarray(y), np.asarray(y_ref), rtol=0,
                                atol=1e-12 * (float(jnp.max(jnp.abs(y_ref))) + 1e-300))
     np.testing.assert_allclose(np.asarray(h), np.asarray(h_ref), rtol=0,
                                atol=1e-12 * (float(jnp.max(jnp.abs(h_ref))) + 1e-300))
-    g = jax.grad(lambda X_: ll.network_loss(arch, X_, batch))(X)
+    g = jax.grad(lambda X_: loss_value(_scan_span(arch, X_, inputs, 0.1, False), batch))(X)
     g_ref = jax.grad(lambda X_: loss_value(_euler_reference(arch, X_, inputs, 0.1)[0], batch))(X)
     np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref), rtol=0,
                                atol=1e-11 * (float(jnp.max(jnp.abs(g_ref))) + 1e-300))
+
+
+def test_run_network_takes_the_span_path_for_large_problems(monkeypatch):
+    """Both paths of run_network give the same outputs; the threshold picks one by B x T x N."""
+    import jax.numpy as jnp
+
+    from lowrank_learning import network
+
+    arch = ll.Architecture(activation="erf")
+    X = jnp.asarray(ll.sample_vectors(arch, 50, seed=1))
+    inputs = jnp.asarray(np.random.default_rng(0).standard_normal((2, 30, 1)))
+    calls = []
+    span = network._scan_span
+    monkeypatch.setattr(network, "_scan_span", lambda *a: calls.append(1) or span(*a))
+    y_direct = ll.run_network(arch, X, inputs, 0.1)
+    assert not calls                                   # 3000 states: direct
+    monkeypatch.setattr(network, "_SPAN_MIN_STATES", 3000)
+    y_span = ll.run_network(arch, X, inputs, 0.1)
+    assert calls                                       # at the threshold: span
+    np.testing.assert_allclose(np.asarray(y_span), np.asarray(y_direct), rtol=0, atol=1e-13)
