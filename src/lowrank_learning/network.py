@@ -14,6 +14,7 @@ import math
 from .activations import phi
 from .architecture import Architecture
 from .errors import InvalidParameterError
+from .reduced import latent_inputs
 from .tasks import Batch, loss_value
 
 # Time-loop unrolling: measured on CPU (2 cores, float32), unroll=1 gave the fastest
@@ -62,32 +63,12 @@ def network_step(arch: Architecture, vectors, h, x_t, dt: float, kick=None):
     return h_new, y
 
 
-def input_coordinates(inputs, dt: float):
-    """The input part of the state: ``b_{t+1} = b_t + dt (-b_t + x_t)``, ``b_0 = 0``.
-
-    Parameters
-    ----------
-    inputs : array (B, T, Din)
-
-    Returns
-    -------
-    array (T, B, Din), time-major: row t is ``b_{t+1}``.
-    """
-    xs = jnp.swapaxes(inputs, 0, 1)
-
-    def step(b, x_t):
-        b = b + dt * (-b + x_t)
-        return b, b
-
-    return jax.lax.scan(step, jnp.zeros(xs.shape[1:], xs.dtype), xs)[1]
-
-
 def _scan_span(arch: Architecture, X, inputs, dt: float, return_states: bool):
     """Noise-free simulation in the span of U and M (the exact identity of THEORY.md section 1).
 
     From ``h_0 = 0`` the state stays ``h_t = U a_t + M b_t`` with
     ``a_{t+1} = a_t + dt (-a_t + kappa_t)``, ``kappa_t = V^T phi(h_t) / N`` and the input part
-    ``b_t`` of :func:`input_coordinates`. The scan carries only ``(a_t, kappa_t)`` (B, R) and
+    ``b_t`` of :func:`~lowrank_learning.reduced.latent_inputs`. The scan carries only ``(a_t, kappa_t)`` (B, R) and
     evaluates ``phi`` once per step for both the recurrence and the output. Each step is
     rematerialised (``jax.checkpoint``), so reverse mode stores the (B, R) carries instead of
     the (B, T, N) states and recomputes ``h`` on the way back: at large N the gradient is bound
@@ -96,7 +77,7 @@ def _scan_span(arch: Architecture, X, inputs, dt: float, return_states: bool):
     """
     M, U, V, Z = split_vectors(arch, X)
     N, R = X.shape[0], arch.rank
-    bs = input_coordinates(inputs, dt)                       # (T, B, Din)
+    bs = jnp.swapaxes(latent_inputs(inputs, dt)[:, 1:], 0, 1)  # b_{t+1}, (T, B, Din)
     readout = jnp.concatenate([V, Z], axis=1) / N           # (N, R + Dout)
     kappa0 = jnp.broadcast_to(phi(arch.activation, jnp.zeros((), X.dtype)) * jnp.sum(V, axis=0) / N,
                               (inputs.shape[0], R))
