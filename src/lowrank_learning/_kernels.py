@@ -46,14 +46,14 @@ def supported(arch: Architecture) -> bool:
     return is_linear(arch.activation) or arch.activation == "erf"
 
 
-# Smallest problem, in trial-steps (members x trials x time steps), for which numba pays for its
-# host call (0.3-0.7 ms fixed). Measured per epoch of learn_overlaps, float64, rank 1, one network:
+# Smallest linear problem, in trial-steps (members x trials x time steps), for which numba pays
+# for its host call (0.3-0.7 ms fixed); erf units take numba at every size. Measured per epoch of learn_overlaps, float64, rank 1, one network:
 # - erf: numba wins at every size, because XLA's erf step costs about 5 microseconds whatever the
 #   batch: 0.71 vs 1.84 ms (1 x 400), 0.78 vs 1.20 (4 x 200, E9), 1.61 vs 5.13 (10 x 800, E6),
 #   2.0 vs 3.0 (32 x 400); 8.5 vs 19 ms for E8's 20 x 128 x 400 (float32).
 # - linear: XLA's step is cheap, so it wins on small problems: 0.05 vs 0.72 ms (1 x 400),
 #   0.31 vs 0.68 (4 x 200), 0.99 vs 1.70 (32 x 400), 1.58 vs 1.42 (10 x 800).
-_MIN_WORK = {"linear": 32768, "erf": 0}
+_MIN_WORK_LINEAR = 32768
 
 
 def requested(kernel: str = "auto") -> str:
@@ -75,14 +75,14 @@ def choose(kernel: str, arch: Architecture, work: int | None = None) -> str:
 
     ``auto`` takes the environment variable ``LOWRANK_KERNEL`` when set, else numba when it is
     installed, JAX's default backend is the CPU, and the units are erf, or linear with at least
-    ``_MIN_WORK["linear"]`` trial-steps (``work``); else XLA.
+    ``_MIN_WORK_LINEAR`` trial-steps (``work``); else XLA.
     """
     from .errors import InvalidParameterError
 
     kernel = requested(kernel)
     if kernel == "auto":
         ok = (numba_available() and jax.default_backend() == "cpu" and supported(arch)
-              and (work is None or work >= _MIN_WORK["linear" if is_linear(arch.activation) else arch.activation]))
+              and (work is None or work >= _MIN_WORK_LINEAR or not is_linear(arch.activation)))
         return "numba" if ok else "xla"
     if kernel == "numba":
         if not supported(arch):
