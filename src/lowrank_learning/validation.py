@@ -204,6 +204,12 @@ def linear_exactness(N: int, seed: int, lr: float = 5e-3, epochs: int = 100, dt:
     return {"error": float(err), "loss_error": float(loss_err)}
 
 
+def _check_dtype(dtype, where: str) -> None:
+    """The full network's precision in the E9 jobs: "float32" or "float64"."""
+    if dtype not in ("float32", "float64"):
+        raise InvalidParameterError(f"{where}: dtype must be 'float32' or 'float64', got {dtype!r}")
+
+
 def compare_nonlinear(activation: str, task: str, N: int, lr: float, seed: int, epochs: int = 300,
                       n_trials: int = 4, dt: float = 0.1, T_max: float = 20.0,
                       dtype: str = "float32") -> dict:
@@ -244,8 +250,7 @@ def compare_nonlinear(activation: str, task: str, N: int, lr: float, seed: int, 
         raise InvalidParameterError(f"compare_nonlinear: task must be one of {E9_TASKS}, got {task!r}")
     if activation not in ("erf", "tanh"):
         raise InvalidParameterError(f"compare_nonlinear: activation must be 'erf' or 'tanh', got {activation!r}")
-    if dtype not in ("float32", "float64"):
-        raise InvalidParameterError(f"compare_nonlinear: dtype must be 'float32' or 'float64', got {dtype!r}")
+    _check_dtype(dtype, "compare_nonlinear")
     if dtype == "float64" and not jax.config.jax_enable_x64:
         raise InvalidParameterError("compare_nonlinear: dtype='float64' needs jax_enable_x64")
     arch = Architecture(activation=activation)
@@ -317,8 +322,7 @@ def e9_jobs(N_values, seeds, activations=("erf", "tanh"), tasks=E9_TASKS, lrs=(0
         raise InvalidParameterError(f"e9_jobs: N_values and seeds need the same non-zero length, got {N_values}, {seeds}")
     if any(int(s) < 1 for s in seeds):
         raise InvalidParameterError(f"e9_jobs: every entry of seeds must be >= 1, got {seeds}")
-    if dtype not in ("float32", "float64"):
-        raise InvalidParameterError(f"e9_jobs: dtype must be 'float32' or 'float64', got {dtype!r}")
+    _check_dtype(dtype, "e9_jobs")
     big = max(N_values)
     jobs = []
     for act in activations:
