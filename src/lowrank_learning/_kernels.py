@@ -32,8 +32,8 @@ from .activations import is_linear
 from .architecture import Architecture
 
 KERNELS = ("auto", "numba", "xla")
-_VERSION = "1"  # bump when the generator changes (part of the cache key)
-_BLOCK = 512  # trials per block: a block's stored states (3 x T x 512 floats) stay in cache
+_VERSION = "2"  # bump when the generator changes (part of the cache key)
+_BLOCK = 512  # trials per block; a thread's stored states ((Din + R) x T x block floats) are reused by its blocks
 
 
 def numba_available() -> bool:
@@ -107,164 +107,204 @@ def _rows(arch: Architecture):
 
 
 def _source(arch: Architecture, n_out: int, dtype: str) -> str:
-    """Python source of ``kern(x, y, m, row, C, dt, acc, W, Lb)`` for this architecture.
+    """Python source of ``kern(x, y, m, row, C, dt, tot, W, Lb, first, last)`` for this architecture.
 
     x (G, Din, T, B), y and m (G, Dout, T, B): the distinct batches, time-major; row (E,) the
-    batch of each member; C (len(rows), E) each member's block entries in row order; acc
-    (len(rows) + 2, E, B) the per-trial sums (written); W (blocks, Din + R (+ 1 for the gain), T * Lb) scratch;
-    Lb the most trials per block. A block is up to Lb trials of one member."""
+    batch of each member; C (E, len(rows)) each member's block entries in row order; tot
+    (blocks, len(rows) + 2) float64, the sums of each block (added to); W (blocks, Din + R,
+    T * Lb) scratch for the stored states; Lb the most trials per block; blocks first..last-1
+    are computed. A block is up to Lb trials of one member.
+
+    Every loop over trials writes exactly one array: LLVM then vectorises it (it checks at run
+    time that the arrays do not overlap, and gives up when there are too many pairs to check;
+    a loop that wrote the three states, or the per-trial sums, ran scalar and 4-5x slower).
+    So the forward step is one loop per state coordinate, the reverse step one loop per adjoint
+    coordinate (double-buffered, each reads the old adjoint), the gain is recomputed from the
+    stored states instead of stored, and the gradient sums are vectorised reductions over the
+    trials of a time step, added to float64 totals.
+    """
     Din, R, Do = arch.n_in, arch.rank, n_out
     lin = is_linear(arch.activation)
     rows = _rows(arch)
     idx = {r: i for i, r in enumerate(rows)}
     F = f"np.{dtype}"
     n_acc = len(rows) + 2
+    njit = "@numba.njit(fastmath=True, nogil=True, error_model='numpy', cache=CACHE)"
 
-    def c(name, i, j):  # a block entry of this member (a scalar inside the block)
+    def c(name, i, j):  # a block entry of this member (a scalar, loaded before the loop)
         return f"c_{name}_{i}_{j}"
-
-    def acc(name, i, j):
-        return f"A{idx[(name, i, j)]}"
 
     def comb(on_m, on_u, row):  # row `row` of [block on_m, block on_u] times [kappa; lambda]
         return " + ".join([f"{c(on_m, row, d)} * k{d}" for d in range(Din)] +
                           [f"{c(on_u, row, s_)} * l{s_}" for s_ in range(R)])
 
+    ks = ", ".join(f"k{d}" for d in range(Din))
+    ls = ", ".join(f"l{r}" for r in range(R))
+    ind = " " * 8
     L = []
     w = L.append
+
+    def consts():
+        w(f"    one = {F}(1.0); two = {F}(2.0); zero = {F}(0.0)")
+        w(f"    cg = {F}(math.pi / 2.0); cq = {F}(-math.pi / 4.0)")
+        for (name, i, j), k in idx.items():
+            w(f"    {c(name, i, j)} = c[{k}]")
+
+    def gain():  # g of the state (k, l) in the loop body
+        if lin:
+            w(f"{ind}g = one")
+            return
+        terms = [f"{c('MM', d, e)} * k{d} * k{e}" for d in range(Din) for e in range(Din)]
+        terms += [f"two * {c('MU', d, r)} * k{d} * l{r}" for d in range(Din) for r in range(R)]
+        terms += [f"{c('UU', r, s_)} * l{r} * l{s_}" for r in range(R) for s_ in range(R)]
+        w(f"{ind}dl = max({' + '.join(terms)}, zero)")
+        w(f"{ind}g = one / math.sqrt(one + cg * dl)")
+
     w("import math")
     w("import numpy as np")
     w("import numba")
     w("")
-    w("@numba.njit(fastmath=True, nogil=True, error_model='numpy', cache=CACHE)")
-    w("def kern(x, y, m, row, C, dt, acc, W, Lb, first, last):")
+    # ---- forward, input coordinates: kappa_t = (1 - dt) kappa_{t-1} + dt x_t
+    w(njit)
+    w("def fk(x, g_, d, t, b0, ks, dt, decay):")
+    w("    xr = x[g_, d, t, b0:]  # a row view: x[g_, d, t, b0 + j] would be gathered")
+    w("    kr = ks[t]")
+    w("    if t == 0:")
+    w("        for j in range(kr.shape[0]):")
+    w("            kr[j] = dt * xr[j]")
+    w("    else:")
+    w("        kp = ks[t - 1]")
+    w("        for j in range(kr.shape[0]):")
+    w("            kr[j] = decay * kp[j] + dt * xr[j]")
+    w("")
+    # ---- forward, recurrent coordinate r: lambda_t = (1 - dt) lambda + dt g (VM kappa + VU lambda), at t-1
+    kp_args = ", ".join(f"ks{d}" for d in range(Din))
+    lp_args = ", ".join(f"ls{s_}" for s_ in range(R))
+    for r in range(R):
+        w("")
+        w(njit)
+        w(f"def fl{r}({kp_args}, {lp_args}, t, c, dt, decay):")
+        w("    if t == 0:  # from the zero state")
+        w(f"        ls{r}[0, :] = {F}(0.0)")
+        w("        return")
+        consts()
+        w(f"    for j in range(ls{r}.shape[1]):")
+        for d in range(Din):
+            w(f"{ind}k{d} = ks{d}[t - 1, j]")
+        for s_ in range(R):
+            w(f"{ind}l{s_} = ls{s_}[t - 1, j]")
+        gain()
+        w(f"{ind}ls{r}[t, j] = decay * l{r} + (dt * g) * ({comb('VM', 'VU', r)})")
+        w("")
+    # ---- reverse, adjoint coordinate r (r = 0 also sums the gradient)
+    k_args = ", ".join(f"ks{d}" for d in range(Din))
+    l_args = ", ".join(f"ls{s_}" for s_ in range(R))
+    a_args = ", ".join(f"ao{s_}" for s_ in range(R))
+    for r in range(R):
+        sums = r == 0
+        w("")
+        w(njit)
+        w(f"def rv{r}({k_args}, {l_args}, y, m, g_, t, b0, {a_args}, an, c, dt, decay, tot):")
+        consts()
+        if sums:
+            for k in range(n_acc):
+                w(f"    A{k} = zero")
+        for p in range(Do):
+            w(f"    yr{p} = y[g_, {p}, t, b0:]; mr{p} = m[g_, {p}, t, b0:]")
+        w("    for j in range(an.shape[0]):")
+        for d in range(Din):
+            w(f"{ind}k{d} = ks{d}[t, j]")
+        for s_ in range(R):
+            w(f"{ind}l{s_} = ls{s_}[t, j]; a_{s_} = ao{s_}[j]")
+        gain()
+        for p in range(Do):
+            w(f"{ind}o{p} = {comb('ZM', 'ZU', p)}")
+            w(f"{ind}mk{p} = mr{p}[j]")
+            w(f"{ind}r{p} = o{p} * g - yr{p}[j]")
+            w(f"{ind}e{p} = two * mk{p} * r{p}")
+            w(f"{ind}ge{p} = g * e{p}")
+        back = " + ".join(f"{c('VU', s_, r)} * a_{s_}" for s_ in range(R))
+        terms = [f"{c('ZU', p, r)} * ge{p}" for p in range(Do)] + [f"decay * a_{r}", f"(dt * g) * ({back})"]
+        w(f"{ind}ad = {' + '.join(terms)}")
+        if not lin:
+            for s_ in range(R):
+                w(f"{ind}q{s_} = {comb('VM', 'VU', s_)}")
+            D = " + ".join([f"two * {c('MU', d, r)} * k{d}" for d in range(Din)] +
+                           [f"({c('UU', r, s_)} + {c('UU', s_, r)}) * l{s_}" for s_ in range(R)])
+            eo = " + ".join(f"e{p} * o{p}" for p in range(Do))
+            aq = " + ".join(f"a_{s_} * q{s_}" for s_ in range(R))
+            w(f"{ind}gamma = (cq * g * g * g) * ({eo} + dt * ({aq}))")
+            w(f"{ind}ad = ad + gamma * ({D})")
+        if sums:
+            def acc(name, i, j):
+                return f"A{idx[(name, i, j)]}"
+            w(f"{ind}A{n_acc - 2} += " + " + ".join(f"mk{p} * r{p} * r{p}" for p in range(Do)))
+            w(f"{ind}A{n_acc - 1} += " + " + ".join(f"mk{p}" for p in range(Do)))
+            for s_ in range(R):
+                w(f"{ind}ga{s_} = (dt * g) * a_{s_}")
+            for p in range(Do):
+                for d in range(Din):
+                    w(f"{ind}{acc('ZM', p, d)} += ge{p} * k{d}")
+                for s_ in range(R):
+                    w(f"{ind}{acc('ZU', p, s_)} += ge{p} * l{s_}")
+            for s_ in range(R):
+                for d in range(Din):
+                    w(f"{ind}{acc('VM', s_, d)} += ga{s_} * k{d}")
+                for s2 in range(R):
+                    w(f"{ind}{acc('VU', s_, s2)} += ga{s_} * l{s2}")
+            if not lin:
+                for d in range(Din):
+                    for e in range(Din):
+                        w(f"{ind}{acc('MM', d, e)} += gamma * k{d} * k{e}")
+                    for s_ in range(R):
+                        w(f"{ind}{acc('MU', d, s_)} += two * gamma * k{d} * l{s_}")
+                for s_ in range(R):
+                    for s2 in range(R):
+                        w(f"{ind}{acc('UU', s_, s2)} += gamma * l{s_} * l{s2}")
+        w(f"{ind}an[j] = ad")
+        if sums:
+            for k in range(n_acc):
+                w(f"    tot[{k}] += A{k}")
+        w("")
+    # ---- one block: the forward pass storing the states, then the reverse pass
+    w("")
+    w(njit)
+    w("def block(x, y, m, g_, b0, b1, c, dt, tot, Wb):")
+    w("    T = x.shape[2]")
+    w("    wd = b1 - b0")
+    w(f"    decay = {F}(1.0) - dt")
+    for d in range(Din):
+        w(f"    ks{d} = Wb[{d}, :T * wd].reshape((T, wd))")
+    for r in range(R):
+        w(f"    ls{r} = Wb[{Din + r}, :T * wd].reshape((T, wd))")
+    w("    for t in range(T):")
+    for d in range(Din):
+        w(f"        fk(x, g_, {d}, t, b0, ks{d}, dt, decay)")
+    for r in range(R):
+        w(f"        fl{r}({kp_args}, {lp_args}, t, c, dt, decay)")
+    for r in range(R):
+        w(f"    ao{r} = np.zeros(wd, {F}); an{r} = np.empty(wd, {F})")
+    w("    for t in range(T - 1, -1, -1):")
+    for r in range(R):
+        w(f"        rv{r}({k_args}, {l_args}, y, m, g_, t, b0, {a_args}, an{r}, c, dt, decay, tot)")
+    for r in range(R):
+        w(f"        ao{r}, an{r} = an{r}, ao{r}")
+    w("")
+    w("")
+    w(njit)
+    w("def kern(x, y, m, row, C, dt, tot, W, Lb, first, last):")
     w("    B = x.shape[3]")
     w("    per = (B + Lb - 1) // Lb")
     w("    for blk in range(first, last):")
     w("        e = blk // per")
     w("        b0 = (blk % per) * Lb")
-    w("        block(x, y, m, row[e], e, b0, min(B, b0 + Lb), C, dt, acc, W[blk])")
-    w("")
-    w("")
-    w("@numba.njit(fastmath=True, nogil=True, error_model='numpy', cache=CACHE)")
-    w("def block(x, y, m, g_, e, b0, b1, C, dt, acc, Wb):")
-    w("    T = x.shape[2]")
-    w("    wd = b1 - b0")
-    w(f"    one = {F}(1.0); two = {F}(2.0); zero = {F}(0.0)")
-    w(f"    decay = one - dt; cg = {F}(math.pi / 2.0); cq = {F}(-math.pi / 4.0)")
-    w("    if True:")
-    for (name, i, j), k in idx.items():
-        w(f"        {c(name, i, j)} = C[{k}, e]")
-    # stored states: contiguous (T, wd) views of the scratch
-    for d in range(Din):
-        w(f"        ks{d} = Wb[{d}, :T * wd].reshape((T, wd))")
-    for r in range(R):
-        w(f"        ls{r} = Wb[{Din + r}, :T * wd].reshape((T, wd))")
-    if not lin:
-        w(f"        gs = Wb[{Din + R}, :T * wd].reshape((T, wd))")
-    w(f"        z0 = np.zeros(wd, {F}); z1 = np.ones(wd, {F})  # the state at t = 0")
-    for k in range(n_acc):
-        w(f"        A{k} = np.zeros(wd, {F})")
-    for r in range(R):
-        w(f"        an{r} = np.zeros(wd, {F})")
-    ind = " " * 16
-    # ---- forward: states 1..T
-    w("        for t in range(T):")
-    for d in range(Din):
-        w(f"            xr{d} = x[g_, {d}, t, b0:b1]; kr{d} = ks{d}[t]; kp{d} = ks{d}[t - 1] if t > 0 else z0")
-    for r in range(R):
-        w(f"            lr{r} = ls{r}[t]; lp{r} = ls{r}[t - 1] if t > 0 else z0")
-    if not lin:
-        w("            gr = gs[t]; gq = gs[t - 1] if t > 0 else z1")
-    w("            for j in range(wd):")
-    for d in range(Din):
-        w(f"{ind}k{d} = kp{d}[j]")
-    for r in range(R):
-        w(f"{ind}l{r} = lp{r}[j]")
-    w(f"{ind}g = {'one' if lin else 'gq[j]'}")
-    for d in range(Din):
-        w(f"{ind}kn{d} = decay * k{d} + dt * xr{d}[j]")
-    for r in range(R):
-        w(f"{ind}ln{r} = decay * l{r} + (dt * g) * ({comb('VM', 'VU', r)})")
-    for d in range(Din):
-        w(f"{ind}kr{d}[j] = kn{d}")
-    for r in range(R):
-        w(f"{ind}lr{r}[j] = ln{r}")
-    if not lin:
-        terms = [f"{c('MM', d, e)} * kn{d} * kn{e}" for d in range(Din) for e in range(Din)]
-        terms += [f"two * {c('MU', d, r)} * kn{d} * ln{r}" for d in range(Din) for r in range(R)]
-        terms += [f"{c('UU', r, s_)} * ln{r} * ln{s_}" for r in range(R) for s_ in range(R)]
-        w(f"{ind}dl = max({' + '.join(terms)}, zero)")
-        w(f"{ind}gn = one / math.sqrt(one + cg * dl)")
-        w(f"{ind}gr[j] = gn")
-    # ---- reverse: outputs, loss, adjoint and the per-trial block sums (states T..1)
-    w("        for t in range(T - 1, -1, -1):")
-    for d in range(Din):
-        w(f"            kr{d} = ks{d}[t]")
-    for r in range(R):
-        w(f"            lr{r} = ls{r}[t]")
-    for p in range(Do):
-        w(f"            yr{p} = y[g_, {p}, t, b0:b1]; mr{p} = m[g_, {p}, t, b0:b1]")
-    if not lin:
-        w("            gr = gs[t]")
-    w("            for j in range(wd):")
-    for d in range(Din):
-        w(f"{ind}k{d} = kr{d}[j]")
-    for r in range(R):
-        w(f"{ind}l{r} = lr{r}[j]; a_{r} = an{r}[j]")
-    w(f"{ind}g = {'one' if lin else 'gr[j]'}")
-    for p in range(Do):
-        w(f"{ind}o{p} = {comb('ZM', 'ZU', p)}")
-        w(f"{ind}mk{p} = mr{p}[j]")
-        w(f"{ind}r{p} = o{p} * g - yr{p}[j]")
-        w(f"{ind}e{p} = two * mk{p} * r{p}")
-        w(f"{ind}ge{p} = g * e{p}")
-    w(f"{ind}A{n_acc - 2}[j] += " + " + ".join(f"mk{p} * r{p} * r{p}" for p in range(Do)))
-    w(f"{ind}A{n_acc - 1}[j] += " + " + ".join(f"mk{p}" for p in range(Do)))
-    for r in range(R):
-        w(f"{ind}ga{r} = (dt * g) * a_{r}")
-    for p in range(Do):
-        for d in range(Din):
-            w(f"{ind}{acc('ZM', p, d)}[j] += ge{p} * k{d}")
-        for r in range(R):
-            w(f"{ind}{acc('ZU', p, r)}[j] += ge{p} * l{r}")
-    for r in range(R):
-        for d in range(Din):
-            w(f"{ind}{acc('VM', r, d)}[j] += ga{r} * k{d}")
-        for s_ in range(R):
-            w(f"{ind}{acc('VU', r, s_)}[j] += ga{r} * l{s_}")
-    for r in range(R):
-        back = " + ".join(f"{c('VU', s_, r)} * a_{s_}" for s_ in range(R))
-        terms = [f"{c('ZU', p, r)} * ge{p}" for p in range(Do)] + [f"decay * a_{r}", f"(dt * g) * ({back})"]
-        w(f"{ind}ad{r} = {' + '.join(terms)}")
-    if not lin:
-        for r in range(R):
-            w(f"{ind}q{r} = {comb('VM', 'VU', r)}")
-            D = " + ".join([f"two * {c('MU', d, r)} * k{d}" for d in range(Din)] +
-                           [f"({c('UU', r, s_)} + {c('UU', s_, r)}) * l{s_}" for s_ in range(R)])
-            w(f"{ind}D{r} = {D}")
-        eo = " + ".join(f"e{p} * o{p}" for p in range(Do))
-        aq = " + ".join(f"a_{r} * q{r}" for r in range(R))
-        w(f"{ind}gamma = (cq * g * g * g) * ({eo} + dt * ({aq}))")
-        for r in range(R):
-            w(f"{ind}ad{r} = ad{r} + gamma * D{r}")
-        for d in range(Din):
-            for e in range(Din):
-                w(f"{ind}{acc('MM', d, e)}[j] += gamma * k{d} * k{e}")
-            for r in range(R):
-                w(f"{ind}{acc('MU', d, r)}[j] += two * gamma * k{d} * l{r}")
-        for r in range(R):
-            for s_ in range(R):
-                w(f"{ind}{acc('UU', r, s_)}[j] += gamma * l{r} * l{s_}")
-    for r in range(R):
-        w(f"{ind}an{r}[j] = ad{r}")
-    for k in range(n_acc):
-        w(f"        acc[{k}, e, b0:b1] = A{k}")
+    w("        block(x, y, m, row[e], b0, min(B, b0 + Lb), C[e], dt, tot[blk], W)")
     return "\n".join(L) + "\n"
 
 
 def _n_slots(arch: Architecture) -> int:
-    return arch.n_in + arch.rank + (0 if is_linear(arch.activation) else 1)
+    """Stored states per trial and time step: the input and the recurrent coordinates."""
+    return arch.n_in + arch.rank
 
 
 def _cache_dir() -> Path | None:
@@ -365,28 +405,29 @@ def _host(arch: Architecture, dt: float, loss_kind: str, Sigma, inputs, targets,
     E = S.shape[0]
     rows = _rows(arch)
     s = arch.slices
-    coef = np.empty((len(rows), E), dtype)
+    coef = np.empty((E, len(rows)), dtype)
     for k, (name, i, j) in enumerate(rows):
-        coef[k] = S[:, s[name[0]].start + i, s[name[1]].start + j]
+        coef[:, k] = S[:, s[name[0]].start + i, s[name[1]].start + j]
     Lb = _block_size(E, B)
     per = -(-B // Lb)
-    acc = np.empty((len(rows) + 2, E, B), dtype)
-    W = _scratch((E * per, _n_slots(arch), T * Lb), dtype)
-    fn = _compiled(arch, Do, dtype.name)
-    args = (x, y, m, row, coef, dtype.type(dt), acc, W, Lb)
     nblk = E * per
+    sums = np.zeros((nblk, len(rows) + 2), np.float64)  # each block adds its own row: no races
     n = min(_threads(), nblk)
+    # one scratch per thread, reused by its blocks: it stays in the core's cache
+    W = _scratch((n, _n_slots(arch), T * Lb), dtype)
+    fn = _compiled(arch, Do, dtype.name)
+    args = (x, y, m, row, coef, dtype.type(dt), sums)
     if n <= 1:
-        fn(*args, 0, nblk)
+        fn(*args, W[0], Lb, 0, nblk)
     else:  # blocks split evenly between threads (the kernel releases the GIL)
         cuts = [nblk * i // n for i in range(n + 1)]
-        list(_pool().map(lambda i: fn(*args, cuts[i], cuts[i + 1]), range(n)))
-    tot = acc.sum(axis=2)  # (rows + 2, E)
+        list(_pool().map(lambda i: fn(*args, W[i], Lb, cuts[i], cuts[i + 1]), range(n)))
+    tot = sums.reshape(E, per, -1).sum(axis=1).T  # (rows + 2, E), float64
     sq, msum = tot[-2], tot[-1]
     if loss_kind == "sum_time":
-        wgt = np.full(E, dt / B, dtype)
+        wgt = np.full(E, dt / B)
     else:
-        wgt = np.where(msum > 0, 1.0 / np.where(msum > 0, msum, 1.0), 0.0).astype(dtype)
+        wgt = np.where(msum > 0, 1.0 / np.where(msum > 0, msum, 1.0), 0.0)
     G = np.zeros((E, K, K), dtype)
     for k, (name, i, j) in enumerate(rows):
         G[:, s[name[0]].start + i, s[name[1]].start + j] = wgt * tot[k]
