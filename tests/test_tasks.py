@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lowrank_learning as ll
 from lowrank_learning.tasks import FlipFlop, NoisyPulses
@@ -56,6 +58,27 @@ def test_flip_flop_matches_reference(kw):
     for i in range(16):
         x, y, m = _reference_flip_flop(onsets[i], signs[i], T, dt, ff.pulse_duration, ff.mask_after,
                                        ff.input_amplitude, ff.target_amplitude)
+        np.testing.assert_array_equal(xs[i], x)
+        np.testing.assert_array_equal(ys[i], y)
+        np.testing.assert_array_equal(ms[i], m)
+
+
+@settings(max_examples=15, deadline=None)
+@given(dt=st.sampled_from([0.025, 0.05, 0.1]), pulse_duration=st.sampled_from([0.2, 0.5, 1.0]),
+       mask_after=st.sampled_from([0.0, 0.5, 2.0]), wait_min=st.floats(0.0, 3.0),
+       wait_span=st.floats(0.05, 5.0), seed=st.integers(0, 2**16))
+def test_flip_flop_matches_reference_any_timing(dt, pulse_duration, mask_after, wait_min, wait_span, seed):
+    """The pulse generator (one (B, T) pass per pulse) against the plain loops, over timings:
+    short and long pulses, no unscored period, waits from 0 s."""
+    ff = FlipFlop(n_trials=6, dt=dt, T_max=12.0, pulse_duration=pulse_duration, mask_after=mask_after,
+                  wait_min=wait_min, wait_max=wait_min + wait_span, input_amplitude=1.5, target_amplitude=0.5)
+    key = jax.random.PRNGKey(seed)
+    b = jax.jit(ff)(key)
+    onsets, signs = (np.asarray(a) for a in ff.pulse_times(key))
+    xs, ys, ms = (np.asarray(a)[..., 0] for a in (b.inputs, b.targets, b.mask))
+    for i in range(6):
+        x, y, m = _reference_flip_flop(onsets[i], signs[i], ff.n_steps, dt, pulse_duration, mask_after,
+                                       1.5, 0.5)
         np.testing.assert_array_equal(xs[i], x)
         np.testing.assert_array_equal(ys[i], y)
         np.testing.assert_array_equal(ms[i], m)

