@@ -136,3 +136,52 @@ def test_kernel_source_is_cached_on_disk(tmp_path, monkeypatch):
     assert len(files) == 1 and "def kern" in files[0].read_text()
     assert callable(fn)
     _kernels._compiled.cache_clear()
+
+
+@pytest.mark.parametrize("rule", ["exact", "flow"])
+def test_trials_kept_on_the_host_equal_trials_drawn_in_the_loop(monkeypatch, rule):
+    """With the numba kernel each chunk's trials are drawn in one XLA call and read on the host
+    (learning._chunk_batches, _kernels.HostedBatches); the run equals the one drawing them in the
+    loop: bitwise for samplers of elementwise draws, to rounding for a teacher (its targets come
+    from matrix products batched differently), and for fixed batches. 40 epochs: one chunk of 40
+    drawn in 3 pieces of 16; 21 epochs: the last piece only partly used."""
+    from lowrank_learning import learning
+
+    arch = ll.Architecture(activation="erf")
+    ff = ll.tasks.flip_flop(n_trials=5, dt=0.1, T_max=4.0, first_pulse=0.2, mask_after=0.5,
+                            wait_min=0.3, wait_max=0.6, input_amplitude=2.0, target_amplitude=1.0)
+    dm = ll.tasks.decision_making(n_trials=5, dt=0.1, fixation=0.5, stimulus=1.5, delay=0.5, response=1.5)
+    noise = ll.tasks.noisy_pulses(n_trials=5, dt=0.1, T_max=4.0, first_pulse=0.2, wait_min=0.3, wait_max=0.6,
+                                  mask_after=0.5)
+    teacher = ll.tasks.teacher(arch, noise, sigma=ll.overlaps(ll.sample_vectors(arch, 500, seed=9)))
+    fixed = ff(jax.random.PRNGKey(4))
+    S0 = np.stack([ll.overlaps(ll.sample_vectors(arch, 300, seed=i)) for i in range(3)])
+    monkeypatch.setenv("LOWRANK_KERNEL", "numba")
+    cases = [([ff, dm, dm], [0, 0, 1], 40, 0), ([teacher] * 3, 2, 21, 1e-12), ([fixed, fixed, ff], 0, 21, 0)]
+    for tasks, seeds, epochs, tol in cases:
+        runs = {}
+        for mode, limit in (("loop", 0), ("host", learning._HOSTED_MAX_BYTES)):
+            monkeypatch.setattr(learning, "_HOSTED_MAX_BYTES", limit)
+            runs[mode] = ll.learn_overlaps_ensemble(arch, S0, tasks, ll.DropBelow(0.05, 0.2, 2.0), epochs, rule=rule,
+                                                    seeds=seeds, progress=False)
+        a, b = runs["loop"], runs["host"]
+        np.testing.assert_allclose(b.loss, a.loss, rtol=tol, atol=0)
+        np.testing.assert_allclose(b.sigma, a.sigma, rtol=0, atol=tol)
+        assert not _kernels._HOSTED  # every chunk's arrays were released
+
+
+def test_hosted_trials_released_when_a_run_fails(monkeypatch):
+    """A run whose kernel fails mid-chunk leaves no registered trials behind."""
+    arch = ll.Architecture(activation="erf")
+    ff = ll.tasks.flip_flop(n_trials=4, dt=0.1, T_max=4.0, first_pulse=0.2, mask_after=0.5,
+                            wait_min=0.3, wait_max=0.6, input_amplitude=2.0, target_amplitude=1.0)
+    monkeypatch.setenv("LOWRANK_KERNEL", "numba")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("kernel failed")
+
+    monkeypatch.setattr(_kernels, "_host", broken)
+    S0 = ll.overlaps(ll.sample_vectors(arch, 300, seed=0))
+    with pytest.raises(Exception, match="kernel failed"):
+        ll.learn_overlaps(arch, S0, ff, 0.01, 20, progress=False)
+    assert not _kernels._HOSTED
