@@ -185,3 +185,25 @@ def test_hosted_trials_released_when_a_run_fails(monkeypatch):
     with pytest.raises(Exception, match="kernel failed"):
         ll.learn_overlaps(arch, S0, ff, 0.01, 20, progress=False)
     assert not _kernels._HOSTED
+
+
+def test_concurrent_calls_do_not_share_scratch():
+    """Two threads calling the kernel at once (confirm_pair runs its twins' theory that way)
+    each get their own results: the stored states' scratch is per calling thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    arch = ll.Architecture(activation="erf")
+    rng = np.random.default_rng(5)
+    jobs = []
+    for _ in range(8):
+        S = _sigmas(arch, 1, rng, np.float32)
+        x, y, m = (a.transpose(0, 3, 2, 1).copy() for a in _data(1, 64, 300, 1, 1, rng, np.float32))
+        jobs.append((S, x, y, m))
+    run = lambda j: _kernels._host(arch, 0.05, "masked_mean", j[0], j[1], j[2], j[3], np.zeros(1, int))  # noqa: E731
+    alone = [run(j) for j in jobs]
+    for _ in range(3):
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            together = list(pool.map(run, jobs))
+        for (l1, G1), (l2, G2) in zip(alone, together):
+            np.testing.assert_array_equal(l2, l1)
+            np.testing.assert_array_equal(G2, G1)

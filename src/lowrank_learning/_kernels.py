@@ -21,6 +21,7 @@ import importlib.util
 import itertools
 import os
 import sys
+import threading
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -342,16 +343,17 @@ def _compiled(arch: Architecture, n_out: int, dtype: str):
     return scope["kern"]
 
 
-_SCRATCH: dict = {}
+_SCRATCH = threading.local()
 
 
 def _scratch(shape, dtype):
-    """Reused scratch (fresh pages on every call would cost page faults)."""
+    """Reused scratch (fresh pages on every call would cost page faults), one per calling
+    thread: two threads running kernels at once (e.g. ``twins.confirm_pair``) must not share it."""
     key = (shape, np.dtype(dtype).name)
-    buf = _SCRATCH.get(key)
+    buf = getattr(_SCRATCH, "buffers", {}).get(key)
     if buf is None:
-        _SCRATCH.clear()
-        buf = _SCRATCH[key] = np.empty(shape, dtype)
+        buf = np.empty(shape, dtype)
+        _SCRATCH.buffers = {key: buf}
     return buf
 
 
