@@ -116,8 +116,8 @@ def test_resolved_parameters(repo):
 
 
 def test_longest_notebook_starts_first(repo, capsys):
-    """Order of execution: the last timed run of the same profile, else the registry's minutes
-    estimate, longest first; the summary and the book keep book order."""
+    """Order of execution: the longer of the last timed run of the same profile and the
+    registry's minutes estimate, longest first; the summary and the book keep book order."""
     from lowrank_learning.reproduce.runner import expected_seconds, longest_first
 
     (repo / "notebooks" / "profiles.yml").write_text(PROFILES.replace(
@@ -131,6 +131,11 @@ def test_longest_notebook_starts_first(repo, capsys):
     jobs[0].stamp_path.write_text(json.dumps(stamp))                 # a timed paper run of "good"
     assert [j.name for j in longest_first(jobs)] == ["good", "bad"]
     jobs[0].stamp_path.write_text(json.dumps(dict(stamp, profile="quick")))  # another profile: ignored
+    assert [j.name for j in longest_first(jobs)] == ["bad", "good"]
+    # a short timed run (its simulations from the result cache) does not go below the estimate
+    jobs[1].stamp_path.write_text(json.dumps(dict(jobs[1].stamp, wall_s=10.0)))
+    jobs[0].stamp_path.write_text(json.dumps(dict(stamp, wall_s=100.0)))
+    assert [expected_seconds(j) for j in jobs] == [100.0, 150.0]
     assert [j.name for j in longest_first(jobs)] == ["bad", "good"]
     (repo / "notebooks" / "profiles.yml").write_text(PROFILES.replace(
         'title: "Failing notebook"', 'title: "Failing notebook"\n  minutes: {paper: fast}'))

@@ -307,12 +307,15 @@ def _print_summary(jobs: list[Job], outcomes: dict[str, Outcome], out) -> None:
 
 
 def expected_seconds(job) -> float:
-    """How long ``job`` is expected to take: the wall time of its last timed run of the same
-    profile (its stamp), else the registry's ``minutes`` estimate, else 0."""
+    """How long ``job`` is expected to take: the longer of the wall time of its last timed run
+    of the same profile (its stamp) and the registry's ``minutes`` estimate (0 for what is
+    missing). The estimate is a floor because a rerun whose simulations came from the result
+    cache is timed too: E8 then took 10 s, and the next real run started it last."""
+    estimate = 60.0 * job.minutes if job.minutes is not None else 0.0
     old = read_json(job.stamp_path)
     if isinstance(old, dict) and old.get("profile") == job.profile and isinstance(old.get("wall_s"), (int, float)):
-        return float(old["wall_s"])
-    return 60.0 * job.minutes if job.minutes is not None else 0.0
+        return max(float(old["wall_s"]), estimate)
+    return estimate
 
 
 def longest_first(todo: list) -> list:
