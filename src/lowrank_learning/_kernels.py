@@ -5,7 +5,8 @@ of an ensemble of reduced models. Written in XLA, each time step is about twenty
 and on a CPU their launch cost, not the arithmetic, sets the speed (about 23 ms for E8's 20
 networks x 128 trials x 400 steps). This module writes the same computation as one loop nest:
 blocks of trials in parallel (both cores), time outside, trials inside (so the compiler
-vectorises across trials), each block's forward states kept in cache for its reverse pass.
+vectorises across trials; every loop over trials writes one array, see :func:`_source`), each
+thread's stored states reused by its blocks and kept in its core's cache.
 The same equations as ``reduced`` (see the comment above ``ensemble_value_and_grad`` there),
 generated per (rank, input and output dimension, activation, dtype) as Python source with every
 small matrix product written out, compiled by numba once and cached on disk.
