@@ -114,7 +114,8 @@ def test_choice_of_kernel(monkeypatch):
     cpu = "numba" if jax.default_backend() == "cpu" else "xla"
     assert _kernels.choose("auto", erf, work=400) == cpu       # erf: XLA's step is slow at any size
     assert _kernels.choose("auto", lin, work=400) == "xla"     # linear: too small to pay for the host call
-    assert _kernels.choose("auto", lin, work=32768) == cpu
+    assert _kernels.choose("auto", lin, work=128 * 400) == "xla"  # one network: XLA still wins
+    assert _kernels.choose("auto", lin, work=4 * 128 * 400) == cpu  # an ensemble: numba wins
     assert _kernels.choose("numba", lin, work=400) == "numba"
     monkeypatch.setenv("LOWRANK_KERNEL", "xla")
     assert _kernels.choose("auto", erf) == "xla"

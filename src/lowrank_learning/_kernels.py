@@ -50,13 +50,15 @@ def supported(arch: Architecture) -> bool:
 
 
 # Smallest linear problem, in trial-steps (members x trials x time steps), for which numba pays
-# for its host call (0.3-0.7 ms fixed); erf units take numba at every size. Measured per epoch of learn_overlaps, float64, rank 1, one network:
-# - erf: numba wins at every size, because XLA's erf step costs about 5 microseconds whatever the
-#   batch: 0.71 vs 1.84 ms (1 x 400), 0.78 vs 1.20 (4 x 200, E9), 1.61 vs 5.13 (10 x 800, E6),
-#   2.0 vs 3.0 (32 x 400); 8.5 vs 19 ms for E8's 20 x 128 x 400 (float32).
-# - linear: XLA's step is cheap, so it wins on small problems: 0.05 vs 0.72 ms (1 x 400),
-#   0.31 vs 0.68 (4 x 200), 0.99 vs 1.70 (32 x 400), 1.58 vs 1.42 (10 x 800).
-_MIN_WORK_LINEAR = 32768
+# for its host call; erf units take numba at every size. Measured per epoch of learn_overlaps
+# (flip-flop trials drawn every epoch), rank 1, on the shared 2-core host:
+# - erf, one network, float64: numba wins at every size, because XLA's erf step costs about
+#   5 microseconds whatever the batch: 0.50 vs 2.03 ms (1 x 400), 0.63 vs 1.39 (4 x 200, E9),
+#   1.39 vs 4.14 (10 x 800, E6), 1.75 vs 2.44 (32 x 400), 2.22 vs 3.77 (128 x 400).
+# - linear: XLA's step is cheap, so it wins on one network: 0.55 vs 0.15 ms (1 x 400), 1.40 vs
+#   1.01 (32 x 400), 2.03 vs 1.75 (128 x 400, float64); numba wins on ensembles: 2.92 vs 3.62 ms
+#   (4 x 128 x 400, float32), 4.10 vs 10.6 (20 x 128 x 400, float32).
+_MIN_WORK_LINEAR = 1 << 17
 
 
 def requested(kernel: str = "auto") -> str:

@@ -214,7 +214,7 @@ def ensemble_value_and_grad(arch: Architecture, Sigma, inputs, targets, mask, dt
         linear and erf units, called through ``jax.pure_callback``); ``xla``: the JAX version
         below (any activation, any device). ``auto`` (default) takes the environment variable
         ``LOWRANK_KERNEL`` if set, else numba on a CPU backend when it applies (erf units at any
-        size; linear units from 32768 trial-steps E*B*T, below which XLA's cheap linear step
+        size; linear units from 2^17 trial-steps E*B*T, below which XLA's cheap linear step
         beats the host call), else XLA.
     row : None or int array (E,)
         Members that share trials: ``inputs``, ``targets`` and ``mask`` then hold G distinct
