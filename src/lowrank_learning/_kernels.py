@@ -239,31 +239,22 @@ def _source(arch: Architecture, n_out: int, dtype: str) -> str:
             w(f"{ind}gamma = (cq * g * g * g) * ({eo} + dt * ({aq}))")
             w(f"{ind}ad = ad + gamma * ({D})")
         if sums:
-            def acc(name, i, j):
-                return f"A{idx[(name, i, j)]}"
             w(f"{ind}A{n_acc - 2} += " + " + ".join(f"mk{p} * r{p} * r{p}" for p in range(Do)))
             w(f"{ind}A{n_acc - 1} += " + " + ".join(f"mk{p}" for p in range(Do)))
             for s_ in range(R):
                 w(f"{ind}ga{s_} = (dt * g) * a_{s_}")
-            for p in range(Do):
-                for d in range(Din):
-                    w(f"{ind}{acc('ZM', p, d)} += ge{p} * k{d}")
-                for s_ in range(R):
-                    w(f"{ind}{acc('ZU', p, s_)} += ge{p} * l{s_}")
-            for s_ in range(R):
-                for d in range(Din):
-                    w(f"{ind}{acc('VM', s_, d)} += ga{s_} * k{d}")
-                for s2 in range(R):
-                    w(f"{ind}{acc('VU', s_, s2)} += ga{s_} * l{s2}")
+            kap = [f"k{d}" for d in range(Din)]
+            lam = [f"l{s_}" for s_ in range(R)]
+            ge = [f"ge{p}" for p in range(Do)]
+            ga = [f"ga{s_}" for s_ in range(R)]
+            outer = [("ZM", ge, kap), ("ZU", ge, lam), ("VM", ga, kap), ("VU", ga, lam)]
             if not lin:
-                for d in range(Din):
-                    for e in range(Din):
-                        w(f"{ind}{acc('MM', d, e)} += gamma * k{d} * k{e}")
-                    for s_ in range(R):
-                        w(f"{ind}{acc('MU', d, s_)} += two * gamma * k{d} * l{s_}")
-                for s_ in range(R):
-                    for s2 in range(R):
-                        w(f"{ind}{acc('UU', s_, s2)} += gamma * l{s_} * l{s2}")
+                outer += [("MM", [f"gamma * {k}" for k in kap], kap), ("MU", [f"two * gamma * {k}" for k in kap], lam),
+                          ("UU", [f"gamma * {lm}" for lm in lam], lam)]
+            for name, left, right in outer:  # block entry (i, j) += left[i] * right[j]
+                for i, a in enumerate(left):
+                    for j, b in enumerate(right):
+                        w(f"{ind}A{idx[(name, i, j)]} += {a} * {b}")
         w(f"{ind}an[j] = ad")
         if sums:
             for k in range(n_acc):
@@ -276,22 +267,16 @@ def _source(arch: Architecture, n_out: int, dtype: str) -> str:
     w("    T = x.shape[2]")
     w("    wd = b1 - b0")
     w(f"    decay = {F}(1.0) - dt")
-    for d in range(Din):
-        w(f"    ks{d} = Wb[{d}, :T * wd].reshape((T, wd))")
-    for r in range(R):
-        w(f"    ls{r} = Wb[{Din + r}, :T * wd].reshape((T, wd))")
+    L.extend(f"    ks{d} = Wb[{d}, :T * wd].reshape((T, wd))" for d in range(Din))
+    L.extend(f"    ls{r} = Wb[{Din + r}, :T * wd].reshape((T, wd))" for r in range(R))
     w("    for t in range(T):")
-    for d in range(Din):
-        w(f"        fk(x, g_, {d}, t, b0, ks{d}, dt, decay)")
-    for r in range(R):
-        w(f"        fl{r}({kp_args}, {lp_args}, t, c, dt, decay)")
-    for r in range(R):
-        w(f"    ao{r} = np.zeros(wd, {F}); an{r} = np.empty(wd, {F})")
+    L.extend(f"        fk(x, g_, {d}, t, b0, ks{d}, dt, decay)" for d in range(Din))
+    L.extend(f"        fl{r}({kp_args}, {lp_args}, t, c, dt, decay)" for r in range(R))
+    L.extend(f"    ao{r} = np.zeros(wd, {F}); an{r} = np.empty(wd, {F})" for r in range(R))
     w("    for t in range(T - 1, -1, -1):")
-    for r in range(R):
-        w(f"        rv{r}({k_args}, {l_args}, y, m, g_, t, b0, {a_args}, an{r}, c, dt, decay, tot)")
-    for r in range(R):
-        w(f"        ao{r}, an{r} = an{r}, ao{r}")
+    L.extend(f"        rv{r}({k_args}, {l_args}, y, m, g_, t, b0, {a_args}, an{r}, c, dt, decay, tot)"
+             for r in range(R))
+    L.extend(f"        ao{r}, an{r} = an{r}, ao{r}" for r in range(R))
     w("")
     w("")
     w(njit)
