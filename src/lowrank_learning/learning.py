@@ -346,6 +346,7 @@ class _Members:
 
     seeds: tuple  # per group: the distinct seeds, in order
     row: tuple  # per member: row in the concatenated batches
+    batch: tuple  # every batch's (inputs shape (B, T, Din), targets shape, dt, loss)
 
 
 def _members(arch, tasks, seeds, E):
@@ -391,7 +392,7 @@ def _members(arch, tasks, seeds, E):
         raise InvalidParameterError(
             "the ensemble's members must have batches of the same shape, dt and loss, got " + detail
         )
-    return tuple(groups), _Members(tuple(tuple(s_) for s_ in group_seeds), tuple(row))
+    return tuple(groups), _Members(tuple(tuple(s_) for s_ in group_seeds), tuple(row), shapes[0])
 
 
 def _same_task(a, b) -> bool:
@@ -494,20 +495,19 @@ _HOSTED_MAX_BYTES = 1 << 29
 _HOSTED_PIECE = 16
 
 
-def _hosted_plan(arch, groups, static, dynamic, members, E, C, dtype, kernel):
+def _hosted_plan(arch, groups, members, E, C, dtype, kernel):
     """``(per_epoch, dt, loss, n)`` when the numba kernel will run and a chunk's trials fit in
     ``_HOSTED_MAX_BYTES`` (n epochs drawn per chunk: C, or 1 when every task is a fixed batch),
     else None (the trials are then drawn inside the loop)."""
-    meta = jax.eval_shape(lambda d: _ensemble_batch(static, d, members, 0)[0], dynamic)
-    B, T = meta.inputs.shape[1:3]
+    (B, T, n_in), (_, _, n_out), dt, loss = members.batch
     if _kernels.choose(kernel, arch, work=E * B * T) != "numba":
         return None
     per_epoch = any(not isinstance(g, Batch) for g in groups)
     n = C if per_epoch else 1
-    size = sum(int(np.prod(getattr(meta, f).shape)) for f in ("inputs", "targets", "mask"))
-    if n * size * np.dtype(dtype).itemsize > _HOSTED_MAX_BYTES:
+    G = sum(len(s_) for s_ in members.seeds)  # distinct batches per epoch
+    if n * G * B * T * (n_in + 2 * n_out) * np.dtype(dtype).itemsize > _HOSTED_MAX_BYTES:
         return None
-    return per_epoch, float(meta.dt), meta.loss, n
+    return per_epoch, dt, loss, n
 
 
 def _check_seed(seed):
@@ -529,7 +529,7 @@ def _learn_overlaps_stack(arch, S0, tasks, sched, epochs, rule, plastic, seeds, 
     dynamic, static = _partition_task(groups)
     C = _chunk_size(epochs)
     kernel = _kernels.requested("auto")
-    plan = _hosted_plan(arch, groups, static, dynamic, members, E, C, S0.dtype, kernel)
+    plan = _hosted_plan(arch, groups, members, E, C, S0.dtype, kernel)
     fn = partial(_overlap_chunk, dynamic=dynamic, plastic=mask, arch=arch, static=static, members=members,
                  rule=rule, sched=sched, C=C, substeps=int(substeps), kernel=kernel,
                  hosted=None if plan is None else plan[:3])
