@@ -107,7 +107,7 @@ def main(argv=None):
     singles = 1e3 * _time_per_epoch(_singles, 16 if args.quick else 32, max(1, args.repeats // 2))[0]
     ens = results["workloads"]["E"]["ms_per_epoch_median"]
     # the same ensemble on the XLA adjoint (the kernel choice is read when the loop is traced)
-    from lowrank_learning import _kernels
+    from lowrank_learning.core import _kernels
 
     results["kernel_E"] = _kernels.choose("auto", ll.Architecture(activation="erf"), work=20 * 128 * 400)
     old, os.environ["LOWRANK_KERNEL"] = os.environ.get("LOWRANK_KERNEL"), "xla"

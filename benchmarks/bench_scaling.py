@@ -1,6 +1,6 @@
 """Time per epoch of the overlap dynamics (independent of N) vs the full network (grows with N).
 
-Calls :func:`lowrank_learning.validation.scaling_benchmark` (linear on the E1 task, erf on E9's
+Calls :func:`lowrank_learning.experiments.validation.scaling_benchmark` (linear on the E1 task, erf on E9's
 flip-flop) and writes the result, with the environment, to a JSON file that the performance
 chapter reads for its paper profile.
 
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.float64:
         jax.config.update("jax_enable_x64", True)
-    from lowrank_learning.validation import crossover_size, scaling_benchmark
+    from lowrank_learning.experiments.validation import crossover_size, scaling_benchmark
 
     t0 = time.perf_counter()
     res = scaling_benchmark(args.sizes, epochs=args.epochs, repeats=args.repeats,

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import lowrank_learning as ll
-from lowrank_learning import cache
-from lowrank_learning.cache import CacheWarning, cache_key, memo
+from lowrank_learning.core import cache
+from lowrank_learning.core.cache import CacheWarning, cache_key, memo
 
 
 class Counter:
@@ -140,7 +140,7 @@ def test_copy_hashes_like_the_installed_package(package_copy):
 
 
 @pytest.mark.parametrize("rel", ["reproduce/runner.py", "reproduce/__init__.py", "reproduce/layout.py",
-                                 "results.py", "plotting.py", "cli.py", "cache.py"])
+                                 "results.py", "plotting.py", "cli.py", "core/cache.py"])
 def test_editing_pipeline_code_keeps_the_model_hash(package_copy, rel):
     """The reproduction pipeline, result files, plots and CLI are not model code."""
     path = package_copy / rel
@@ -158,7 +158,7 @@ def test_new_file_in_reproduce_keeps_the_model_hash(package_copy):
     assert cache._hash_package(cache.PRESENTATION_MODULES, root=package_copy) == before
 
 
-@pytest.mark.parametrize("rel", ["learning.py", "overlaps.py", "tasks.py", "network.py"])
+@pytest.mark.parametrize("rel", ["learn/vectors.py", "core/overlaps.py", "tasks.py", "core/network.py"])
 def test_editing_model_code_changes_the_model_hash(package_copy, rel):
     before = cache._hash_package(cache.PRESENTATION_MODULES, root=package_copy)
     _append(package_copy / rel)

@@ -1,4 +1,4 @@
-"""Conserved quantities of linear gradient flow (THEORY.md section 6)."""
+"""Conserved quantities of linear gradient flow (book/theory.md, section 6)."""
 
 import numpy as np
 

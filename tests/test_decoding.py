@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import lowrank_learning as ll
-from lowrank_learning.decoding import decode, decode_stack, group_splits
+from lowrank_learning.analysis.decoding import decode, decode_stack, group_splits
 
 
 def _twins(n_pairs=10, seed=0, shift=0.0, n_features=3):

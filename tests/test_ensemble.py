@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lowrank_learning as ll
-from lowrank_learning.reduced import overlap_loss
+from lowrank_learning.core.latent import overlap_loss
 
 
 def _random_sigma(arch, rng, N=60):

@@ -1,4 +1,4 @@
-"""Linear units: the exact overlap map equals full N-dimensional gradient descent (THEORY.md s.5)."""
+"""Linear units: the exact overlap map equals full N-dimensional gradient descent (book/theory.md, section 5)."""
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -45,7 +45,7 @@ def test_exact_map_equals_full_gd(N, rank, n_in, n_out, lr, seed, data):
 
 
 def test_paper_setup_e1_loss_curves_agree():
-    """EXPERIMENTS.md E1 at the paper's parameters: N=500, dt=0.05, T=20, eta=5e-3, 2000 epochs."""
+    """book/experiments.md, E1 at the paper's parameters: N=500, dt=0.05, T=20, eta=5e-3, 2000 epochs."""
     arch = ll.Architecture()
     task = ll.tasks.exponential_filter(c=0.2, dt=0.05, T_max=20.0)
     X0 = ll.sample_vectors(arch, 500, seed=0)

@@ -1,11 +1,11 @@
-"""Initial conditions of E6-E8 (lowrank_learning.initial)."""
+"""Initial conditions of E6-E8 (lowrank_learning.core.initial)."""
 
 import numpy as np
 import pytest
 from scipy import stats
 
 import lowrank_learning as ll
-from lowrank_learning.initial import balanced_vectors, random_overlaps
+from lowrank_learning.core.initial import balanced_vectors, random_overlaps
 
 ERF = ll.Architecture(rank=1, activation="erf")
 

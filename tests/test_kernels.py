@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lowrank_learning as ll
-from lowrank_learning import _kernels
-from lowrank_learning.reduced import ensemble_value_and_grad
+from lowrank_learning.core import _kernels
+from lowrank_learning.core.adjoint import ensemble_value_and_grad
 
 
 def _sigmas(arch, E, rng, dtype=np.float64):
@@ -142,11 +142,11 @@ def test_kernel_source_is_cached_on_disk(tmp_path, monkeypatch):
 @pytest.mark.parametrize("rule", ["exact", "flow"])
 def test_trials_kept_on_the_host_equal_trials_drawn_in_the_loop(monkeypatch, rule):
     """With the numba kernel each chunk's trials are drawn in one XLA call and read on the host
-    (learning._chunk_batches, _kernels.HostedBatches); the run equals the one drawing them in the
+    (hosted._chunk_batches, _kernels.HostedBatches); the run equals the one drawing them in the
     loop: bitwise for samplers of elementwise draws, to rounding for a teacher (its targets come
     from matrix products batched differently), and for fixed batches. 40 epochs: one chunk of 40
     drawn in 3 pieces of 16; 21 epochs: the last piece only partly used."""
-    from lowrank_learning import learning
+    from lowrank_learning.learn import hosted
 
     arch = ll.Architecture(activation="erf")
     ff = ll.tasks.flip_flop(n_trials=5, dt=0.1, T_max=4.0, first_pulse=0.2, mask_after=0.5,
@@ -161,8 +161,8 @@ def test_trials_kept_on_the_host_equal_trials_drawn_in_the_loop(monkeypatch, rul
     cases = [([ff, dm, dm], [0, 0, 1], 40, 0), ([teacher] * 3, 2, 21, 1e-12), ([fixed, fixed, ff], 0, 21, 0)]
     for tasks, seeds, epochs, tol in cases:
         runs = {}
-        for mode, limit in (("loop", 0), ("host", learning._HOSTED_MAX_BYTES)):
-            monkeypatch.setattr(learning, "_HOSTED_MAX_BYTES", limit)
+        for mode, limit in (("loop", 0), ("host", hosted._HOSTED_MAX_BYTES)):
+            monkeypatch.setattr(hosted, "_HOSTED_MAX_BYTES", limit)
             runs[mode] = ll.learn_overlaps_ensemble(arch, S0, tasks, ll.DropBelow(0.05, 0.2, 2.0), epochs, rule=rule,
                                                     seeds=seeds, progress=False)
         a, b = runs["loop"], runs["host"]

@@ -1,4 +1,4 @@
-"""Latent reduction: full network output vs the reduced model (THEORY.md section 3)."""
+"""Latent reduction: full network output vs the reduced model (book/theory.md, section 3)."""
 
 import numpy as np
 import pytest
@@ -57,7 +57,7 @@ def _euler_reference(arch, X, inputs, dt):
     import jax
     import jax.numpy as jnp
 
-    from lowrank_learning.network import network_step, split_vectors
+    from lowrank_learning.core.network import network_step, split_vectors
 
     vectors = split_vectors(arch, X)
 
@@ -79,8 +79,8 @@ def test_span_simulation_equals_euler_recursion(N, rank, n_in, n_out, act, B, se
     import jax
     import jax.numpy as jnp
 
-    from lowrank_learning.network import _scan_span
-    from lowrank_learning.tasks import loss_value
+    from lowrank_learning.core.network import _scan_span
+    from lowrank_learning.core.batch import loss_value
 
     arch = ll.Architecture(rank=rank, n_in=n_in, n_out=n_out, activation=act)
     rng = np.random.default_rng(seed)
@@ -103,7 +103,7 @@ def test_run_network_takes_the_span_path_for_large_problems(monkeypatch):
     """Both paths of run_network give the same outputs; the threshold picks one by B x T x N."""
     import jax.numpy as jnp
 
-    from lowrank_learning import network
+    from lowrank_learning.core import network
 
     arch = ll.Architecture(activation="erf")
     X = jnp.asarray(ll.sample_vectors(arch, 50, seed=1))

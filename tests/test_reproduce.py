@@ -11,7 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lowrank_learning import cache, cli
+from lowrank_learning import cli
+from lowrank_learning.core import cache
 from lowrank_learning import reproduce as rp
 
 PARAMS = 'n = 3\nscale = 1.5\nlabel = "a"\nflags = [1, 2]\nlog = "log.txt"  # where each run appends a line'

@@ -10,7 +10,7 @@ import pytest
 import lowrank_learning as ll
 from lowrank_learning import sweeps
 from lowrank_learning.cli import main as cli_main
-from lowrank_learning.validation import linear_exactness
+from lowrank_learning.experiments.validation import linear_exactness
 
 
 def _job(N, seed):

@@ -309,7 +309,7 @@ def test_label_noise_validates():
 ], ids=["flip_flop", "decision_making", "label_noise", "teacher"])
 def test_samplers_jit_and_reproducible(make):
     """Each sampler compiles the way the training loop compiles it (array leaves dynamic, the rest static)."""
-    from lowrank_learning.learning import _get_batch, _partition_task
+    from lowrank_learning.learn._loop import _get_batch, _partition_task
 
     task = make()
     dynamic, static = _partition_task(task)

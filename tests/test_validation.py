@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 import lowrank_learning as ll
-from lowrank_learning import validation as v
+from lowrank_learning.experiments import validation as v
 
 
 # ----------------------------------------------------------------------------- kurtosis

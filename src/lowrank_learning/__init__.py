@@ -2,58 +2,40 @@
 
 Reproducible companion to Y. Ger and O. Barak, "Learning reveals invisible structure in
 low-rank RNNs", arXiv:2605.04115. ``import lowrank_learning as ll``; ``ll.<name>`` is the API.
+
+The package is built in layers; each imports only from the layers below it (a test checks):
+
+1. ``core``: errors and checks, activations, the architecture, overlaps and the metric,
+   initial conditions, batches and the loss, the full network, the latent model, its adjoint
+   and the compiled kernel, and the result cache.
+2. ``tasks``: trial samplers and teachers.
+3. ``learn``: learning-rate schedules, trajectories, the full-network and overlap-space
+   learners, and multi-phase schedules.
+4. ``analysis``: degeneracy, memory, decoding, statistics, predictions.
+5. ``experiments``: the twins of E8, the validation jobs of E9, the performance benchmark.
+6. the pipeline: ``plotting``, ``results``, ``sweeps``, ``cli``, ``reproduce``.
 """
 
-from . import schedules, tasks, twins
-from .activations import ACTIVATIONS, gain, phi
-from .architecture import Architecture
-from .decoding import DecodingResult, decode, decode_stack, group_splits
-from .degeneracy import (
-    epochs_to_reach,
-    equivalent_overlaps,
-    equivalent_vectors,
-    learning_speed,
-    run_noisy_network,
-)
-from .errors import (
+from importlib.metadata import PackageNotFoundError, version
+
+# core
+from .core.activations import ACTIVATIONS, gain, phi
+from .core.adjoint import ensemble_value_and_grad, overlap_value_and_grad
+from .core.architecture import Architecture
+from .core.batch import Batch
+from .core.cache import memo
+from .core.errors import (
     DivergenceError,
     InvalidOverlapError,
     InvalidParameterError,
     LowRankError,
     UnreachableOverlapError,
 )
-from .initial import RandomOverlaps, balanced_vectors, random_overlaps
-from .learning import OPTIMIZERS, RULES, flow_rhs, learn_overlaps, learn_overlaps_ensemble, learn_vectors
-from .memory import (
-    Phase,
-    ScheduleRun,
-    balance,
-    compare_visits,
-    conservation_violation,
-    conserved_drift,
-    invisible_distance,
-    overlap_distance,
-    run_schedule,
-    violation_history,
-)
-from .metric import metric_structure, overlap_metric
-from .predictions import (
-    DegenerateEnsemble,
-    curve_features,
-    decode_from_curves,
-    degenerate_ensemble,
-    diffusion_coefficient,
-    drift_overlaps,
-    drift_vectors,
-    mean_se,
-    overlap_drift,
-    probe_curves,
-    reset_invisible,
-    savings,
-    savings_experiment,
-)
-from .network import network_loss, run_network
-from .overlaps import (
+from .core.initial import RandomOverlaps, balanced_vectors, random_overlaps
+from .core.latent import latent_inputs, overlap_gradient, overlap_loss, run_latent
+from .core.metric import metric_structure, overlap_metric
+from .core.network import network_loss, run_network
+from .core.overlaps import (
     conserved_quantities,
     flatten,
     named,
@@ -64,51 +46,81 @@ from .overlaps import (
     unflatten,
     validate_sigma,
 )
-from .results import load_results, save_results
-from .sweeps import JobFailure, SchedulerUnreachableError, SweepError, grid, run_sweep
-from .validation import (
-    compare_nonlinear,
-    e9_jobs,
+
+# tasks
+from . import tasks
+
+# learn
+from .learn import schedules
+from .learn.overlap_space import RULES, flow_rhs, learn_overlaps, learn_overlaps_ensemble
+from .learn.phases import Phase, ScheduleRun, run_schedule
+from .learn.schedules import Constant, DropBelow, Piecewise
+from .learn.trajectory import EnsembleTrajectory, Trajectory
+from .learn.vectors import OPTIMIZERS, learn_vectors
+
+# analysis
+from .analysis.decoding import DecodingResult, decode, decode_stack, group_splits
+from .analysis.degeneracy import (
+    epochs_to_reach,
+    equivalent_overlaps,
+    equivalent_vectors,
+    learning_speed,
+    run_noisy_network,
+)
+from .analysis.memory import (
+    balance,
+    compare_visits,
+    conservation_violation,
+    conserved_drift,
+    invisible_distance,
+    overlap_distance,
+    violation_history,
+)
+from .analysis.predictions import (
+    DegenerateEnsemble,
+    curve_features,
+    decode_from_curves,
+    degenerate_ensemble,
+    diffusion_coefficient,
+    drift_overlaps,
+    drift_vectors,
+    overlap_drift,
+    probe_curves,
+    reset_invisible,
+    savings,
+    savings_experiment,
+)
+from .analysis.stats import (
+    ErrorScaling,
     excess_kurtosis,
     fit_error_scaling,
     gaussian_distance,
-    linear_exactness,
     loss_drop_epoch,
+    mean_se,
+    overlap_error_curve,
 )
-from .reduced import (
-    ensemble_value_and_grad,
-    latent_inputs,
-    overlap_gradient,
-    overlap_loss,
-    overlap_value_and_grad,
-    run_latent,
+
+# experiments
+from .experiments import twins
+from .experiments.performance import crossover_size, scaling_benchmark
+from .experiments.validation import (
+    compare_nonlinear,
+    e9_jobs,
+    linear_exactness,
+    scaling_table,
+    seed_summary,
 )
-from .schedules import Constant, DropBelow, Piecewise
-from .tasks import Batch
-from .trajectory import EnsembleTrajectory, Trajectory
 
-__version__ = "0.1.0"
+# pipeline
+from . import plotting
+from .results import load_results, save_results
+from .sweeps import JobFailure, SchedulerUnreachableError, SweepError, grid, run_sweep
 
-__all__ = [
-    "ACTIVATIONS", "OPTIMIZERS", "RULES", "Architecture", "Batch", "DivergenceError",
-    "InvalidOverlapError", "InvalidParameterError", "LowRankError", "Trajectory",
-    "UnreachableOverlapError", "conserved_quantities", "flatten", "flow_rhs", "gain",
-    "latent_inputs", "learn_overlaps", "learn_vectors", "metric_structure", "named",
-    "network_loss", "overlap_gradient", "overlap_loss", "overlap_metric", "overlaps", "phi",
-    "run_latent", "run_network", "sample_vectors", "sigma_from_named", "tasks", "unflatten",
-    "validate_sigma", "__version__",
-    "equivalent_vectors", "equivalent_overlaps", "run_noisy_network", "epochs_to_reach",
-    "learning_speed", "Phase", "ScheduleRun", "run_schedule", "overlap_distance",
-    "invisible_distance", "conserved_drift", "compare_visits", "save_results", "load_results",
-    "DecodingResult", "decode", "decode_stack", "group_splits",
-    "balanced_vectors", "random_overlaps", "RandomOverlaps",
-    "grid", "run_sweep", "SweepError", "JobFailure", "SchedulerUnreachableError",
-    "excess_kurtosis", "gaussian_distance", "fit_error_scaling", "loss_drop_epoch",
-    "linear_exactness", "compare_nonlinear", "e9_jobs",
-    "schedules", "twins", "Constant", "Piecewise", "DropBelow", "learn_overlaps_ensemble", "EnsembleTrajectory",
-    "ensemble_value_and_grad", "overlap_value_and_grad", "sigma_tolerance", "conservation_violation", "balance",
-    "violation_history",
-    "DegenerateEnsemble", "degenerate_ensemble", "probe_curves", "curve_features", "decode_from_curves",
-    "diffusion_coefficient", "overlap_drift", "drift_overlaps", "drift_vectors", "savings",
-    "reset_invisible", "savings_experiment", "mean_se",
-]
+try:
+    __version__ = version("lowrank-learning")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = sorted(name for name in dict(globals()) if not name.startswith("_") and name not in
+                 ("PackageNotFoundError", "version", "core", "learn", "analysis", "experiments",
+                  "results", "sweeps", "cli", "reproduce")) + ["__version__"]

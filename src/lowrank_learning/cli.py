@@ -13,7 +13,14 @@ module only parses arguments.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+from . import reproduce as rp
+from .core.errors import LowRankError
+from .experiments.registry import NAMED_SWEEPS, named_sweep
+from .reproduce.layout import find_root
+from .sweeps import run_sweep, write_csv
 
 
 def _positive_int(text: str) -> int:
@@ -59,8 +66,6 @@ def _parser() -> argparse.ArgumentParser:
                                       "BUILDDIR/html. Run `lowrank-learning reproduce` first.")
     book.add_argument("--builddir", default="_build", help="build folder, relative to the root (default: _build)")
 
-    from .validation import NAMED_SWEEPS
-
     sw = sub.add_parser(
         "sweep", help="run a named sweep locally or on a Dask cluster",
         description="Run a named sweep (a grid of independent jobs) in local worker processes, or on "
@@ -96,14 +101,8 @@ def _positive_float(text: str) -> float:
 
 
 def _sweep(args) -> int:
-    import os
-
-    from .errors import LowRankError
-    from .sweeps import run_sweep, write_csv
-    from .validation import named_sweep
 
     if "LOWRANK_LEARNING_CACHE" not in os.environ:
-        from .reproduce.layout import find_root
 
         try:
             os.environ["LOWRANK_LEARNING_CACHE"] = str(find_root(args.root) / ".lowrank_cache")
@@ -130,7 +129,6 @@ def _sweep(args) -> int:
 def main(argv=None) -> int:
     """Entry point of the ``lowrank-learning`` command; returns the exit code."""
     args = _parser().parse_args(argv)
-    from . import reproduce as rp
 
     try:
         if args.command == "reproduce":

@@ -10,8 +10,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .architecture import Architecture
-from .trajectory import Trajectory
+from .core.architecture import Architecture
+from .learn.trajectory import Trajectory
 
 VISIBLE = "#1f5fbf"
 INVISIBLE = "#d62728"

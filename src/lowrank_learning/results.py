@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._atomic import atomic_open
-from .errors import InvalidParameterError
+from .core._atomic import atomic_open
+from .core.errors import InvalidParameterError
 
 RESULTS_DIR_ENV = "LOWRANK_RESULTS_DIR"
 PROFILE_ENV = "LOWRANK_PROFILE"

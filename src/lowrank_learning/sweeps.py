@@ -25,11 +25,16 @@ import time
 import traceback
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
+import jax
 import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
-from . import cache as _cache
-from .errors import InvalidParameterError, LowRankError
+from .core import cache as _cache
+from .core._atomic import atomic_open
+from .core.errors import InvalidParameterError, LowRankError
 
 __all__ = ["grid", "run_sweep", "write_csv", "JobFailure", "SweepError", "SchedulerUnreachableError", "ERRORS"]
 
@@ -97,14 +102,12 @@ def _plain_output(v):
 
 
 def _x64_enabled() -> bool:
-    import jax
 
     return bool(jax.config.jax_enable_x64)
 
 
 def _compute(fn, params: dict, x64: bool):
     """Run one job in a worker: same floating-point precision as the caller, then ``fn(**params)``."""
-    import jax
 
     if bool(jax.config.jax_enable_x64) != x64:
         jax.config.update("jax_enable_x64", x64)
@@ -228,8 +231,6 @@ def _check_jobs(jobs) -> list[dict]:
 
 
 def _frame(jobs, results):
-    import pandas as pd
-
     keys = list(jobs[0])
     rows, index = [], []
     for params, res in zip(jobs, results):
@@ -286,8 +287,6 @@ def run_sweep(name: str, fn, jobs, *, scheduler=None, workers: int | None = None
     stored as numpy arrays in object columns). ``frame.attrs`` holds ``failures``,
     ``computed`` and ``cached`` (job counts).
     """
-    import pandas as pd  # noqa: F401  (fail early if missing)
-    from tqdm import tqdm
 
     if not isinstance(name, str) or not _cache._NAME_RE.match(name):
         raise InvalidParameterError(f"run_sweep: name must be letters, digits, '_', '.', '-', got {name!r}")
@@ -360,9 +359,6 @@ def write_csv(frame, path):
 
     Array-valued outputs are left out (CSV holds one number per cell). Returns the path.
     """
-    from pathlib import Path
-
-    from ._atomic import atomic_open
 
     path = Path(path)
     scalar = [c for c in frame.columns

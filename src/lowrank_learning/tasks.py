@@ -5,7 +5,7 @@ A task handed to a learner is either a fixed :class:`Batch` or a *sampler*: a ca
 trials) so that a whole training loop with fresh trials per epoch compiles. The samplers
 here are frozen dataclasses, hashable, validated at construction.
 
-Time convention (THEORY.md section 1): step ``t`` uses input ``x_t`` and its readout ``y_t``
+Time convention (book/theory.md, section 1): step ``t`` uses input ``x_t`` and its readout ``y_t``
 is taken after the update, at time ``t * dt`` on the task's clock.
 """
 
@@ -17,120 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import InvalidParameterError
-
-LOSSES = ("sum_time", "masked_mean")
-
-
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-@jax.tree_util.register_pytree_node_class
-@dataclass(frozen=True)
-class Batch:
-    """A batch of trials.
-
-    Parameters
-    ----------
-    inputs : array (B, T, Din)
-    targets : array (B, T, Dout)
-    mask : array (B, T, Dout)
-        Weight of each scored output (0/1 in the built-in tasks), non-negative; not all zero
-        with the ``masked_mean`` loss. Default: all ones.
-    dt : float
-        Euler time step.
-    loss : {"sum_time", "masked_mean"}
-        ``sum_time``: ``L = (1/B) sum_{b,t,o} mask (y - y*)^2 dt`` (impulse-response tasks);
-        ``masked_mean``: ``L = sum(mask (y - y*)^2) / sum(mask)`` (trial-based tasks).
-
-    Notes
-    -----
-    Concrete arrays (not JAX tracers inside ``jit``) are validated at construction: shapes,
-    finite inputs/targets/mask, a non-negative mask; each failure raises
-    :class:`~lowrank_learning.errors.InvalidParameterError` naming the field.
-    """
-
-    inputs: object
-    targets: object
-    mask: object = None
-    dt: float = 0.05
-    loss: str = "sum_time"
-
-    def __post_init__(self):
-        if self.mask is None:
-            object.__setattr__(self, "mask", jnp.ones_like(jnp.asarray(self.targets)))
-        if not all(_is_concrete(a) for a in (self.inputs, self.targets, self.mask)):
-            return
-        for name in ("inputs", "targets", "mask"):
-            a = getattr(self, name)
-            if not hasattr(a, "ndim"):
-                a = np.asarray(a, dtype=float)
-                object.__setattr__(self, name, a)
-            if a.ndim != 3:
-                raise InvalidParameterError(
-                    f"Batch.{name} must have shape (B, T, dim), got shape {tuple(a.shape)}"
-                )
-        B, T, _ = self.inputs.shape
-        if self.targets.shape[:2] != (B, T):
-            raise InvalidParameterError(
-                f"Batch.targets must have shape ({B}, {T}, Dout) to match inputs, got {tuple(self.targets.shape)}"
-            )
-        if tuple(self.mask.shape) != tuple(self.targets.shape):
-            raise InvalidParameterError(
-                f"Batch.mask must have the shape of targets {tuple(self.targets.shape)}, got {tuple(self.mask.shape)}"
-            )
-        if not (isinstance(self.dt, (float, int, np.floating)) and np.isfinite(self.dt) and self.dt > 0):
-            raise InvalidParameterError(f"Batch.dt must be a positive number, got {self.dt!r}")
-        if self.loss not in LOSSES:
-            raise InvalidParameterError(f"Batch.loss must be one of {LOSSES}, got {self.loss!r}")
-        for name in ("inputs", "targets", "mask"):
-            if not np.all(np.isfinite(np.asarray(getattr(self, name)))):
-                raise InvalidParameterError(f"Batch.{name} has non-finite entries (NaN or inf)")
-        mask = np.asarray(self.mask)
-        if np.any(mask < 0):
-            raise InvalidParameterError(
-                f"Batch.mask must be non-negative (weights of scored outputs), smallest entry {mask.min():g}"
-            )
-        if self.loss == "masked_mean" and not np.any(mask > 0):
-            raise InvalidParameterError(
-                "Batch.mask is zero everywhere: the masked_mean loss would score nothing"
-            )
-
-    @property
-    def n_trials(self) -> int:
-        return int(self.inputs.shape[0])
-
-    @property
-    def n_steps(self) -> int:
-        return int(self.inputs.shape[1])
-
-    @property
-    def times(self) -> np.ndarray:
-        """Time of each step's readout, ``t * dt`` (shape ``(T,)``)."""
-        return np.arange(self.n_steps) * self.dt
-
-    def tree_flatten(self):
-        return (self.inputs, self.targets, self.mask), (self.dt, self.loss)
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        obj = object.__new__(cls)
-        for name, value in zip(("inputs", "targets", "mask"), children):
-            object.__setattr__(obj, name, value)
-        object.__setattr__(obj, "dt", aux[0])
-        object.__setattr__(obj, "loss", aux[1])
-        return obj
-
-
-def loss_value(outputs, batch: Batch):
-    """Loss of ``outputs`` (B, T, Dout) on ``batch`` (scalar), following ``batch.loss``."""
-    err = batch.mask * (outputs - batch.targets) ** 2
-    if batch.loss == "sum_time":
-        return jnp.sum(err) * batch.dt / outputs.shape[0]
-    total = jnp.sum(batch.mask)
-    # a batch in which nothing is scored has loss 0 (not 0/0)
-    return jnp.where(total > 0, jnp.sum(err) / jnp.where(total > 0, total, 1.0), 0.0)
+from .core.architecture import Architecture
+from .core.batch import LOSSES, Batch, is_concrete
+from .core.errors import InvalidParameterError
+from .core.latent import run_latent
+from .core.network import run_network
+from .core.overlaps import validate_sigma
 
 
 def _n_steps(T_max: float, dt: float, where: str) -> int:
@@ -446,7 +338,7 @@ class LabelNoise:
             raise InvalidParameterError(
                 f"LabelNoise.task must be a Batch or a callable key -> Batch, got {type(self.task).__name__}"
             )
-        if _is_concrete(self.std):
+        if is_concrete(self.std):
             _check_fields(self, nonneg=("std",))
 
     def __call__(self, key) -> Batch:
@@ -488,10 +380,10 @@ class Teacher:
         The teacher's architecture.
     params : array
         ``kind="overlaps"``: the teacher's overlap matrix (K, K), symmetric positive
-        semi-definite; targets from :func:`lowrank_learning.reduced.run_latent` (exact for
+        semi-definite; targets from :func:`lowrank_learning.core.latent.run_latent` (exact for
         linear units, the mean-field N -> infinity limit for erf/tanh).
         ``kind="vectors"``: the teacher's vectors X (N, K); targets from the full network,
-        :func:`lowrank_learning.network.run_network`.
+        :func:`lowrank_learning.core.network.run_network`.
     input_process : callable ``key -> array (B, T, n_in)``
         Hashable (e.g. a frozen dataclass such as :class:`NoisyPulses`); drawn fresh per key.
     dt : float
@@ -515,7 +407,6 @@ class Teacher:
     loss: str = "sum_time"
 
     def __post_init__(self):
-        from .architecture import Architecture
 
         if not isinstance(self.arch, Architecture):
             raise InvalidParameterError(f"Teacher.arch must be an Architecture, got {type(self.arch).__name__}")
@@ -551,10 +442,9 @@ class Teacher:
                 f"Teacher.input_process must return inputs of shape (B, T, {self.arch.n_in}) to match the "
                 f"teacher's n_in = {self.arch.n_in}, got shape {tuple(shape)}"
             )
-        if not _is_concrete(self.params):
+        if not is_concrete(self.params):
             return
         if self.kind == "overlaps":
-            from .overlaps import validate_sigma
 
             params = validate_sigma(self.arch, self.params, name="Teacher.params (overlaps)")
         else:
@@ -575,11 +465,9 @@ class Teacher:
     def __call__(self, key) -> Batch:
         inputs = jnp.asarray(self.input_process(key))
         if self.kind == "overlaps":
-            from .reduced import run_latent  # lazy: reduced imports this module
 
             y = run_latent(self.arch, self.params, inputs, self.dt)
         else:
-            from .network import run_network  # lazy: network imports this module
 
             y = run_network(self.arch, self.params, inputs, self.dt)
         y = jax.lax.stop_gradient(y)
@@ -602,8 +490,8 @@ def teacher(arch, input_process, *, sigma=None, vectors=None, dt: float | None =
     """Teacher task: targets are the outputs of a teacher network on ``input_process(key)``.
 
     Give exactly one of ``sigma`` (overlaps (K, K): mean-field/exact targets from
-    :func:`~lowrank_learning.reduced.run_latent`) or ``vectors`` (X (N, K): targets from the
-    full network :func:`~lowrank_learning.network.run_network`). See :class:`Teacher`.
+    :func:`~lowrank_learning.core.latent.run_latent`) or ``vectors`` (X (N, K): targets from the
+    full network :func:`~lowrank_learning.core.network.run_network`). See :class:`Teacher`.
 
     Example (E8 phase 2)::
 

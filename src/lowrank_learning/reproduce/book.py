@@ -14,10 +14,14 @@ import shutil
 import sys
 from pathlib import Path
 
+import yaml
+from jupyter_book.sphinx import build_sphinx
+
 from ..results import MAX_HEADLINE
 from .files import atomic_write_text, read_json
 from .layout import RESULTS_DIR, Layout, ReproduceError, find_root
 from .mathjax import ensure_mathjax
+from .profiles import load_profiles
 
 RESULTS_TABLE = "results-table.md"  # not an identifier, so never a notebook's name
 
@@ -39,7 +43,6 @@ def _toc_files(toc) -> list[str]:
 
 def toc_files(root: Path) -> list[str]:
     """Every page of ``_toc.yml`` (paths from the root, as written there)."""
-    import yaml
 
     toc_path = Path(root) / "_toc.yml"
     if not toc_path.is_file():
@@ -83,7 +86,6 @@ def _cell(text: str) -> str:
 
 def results_table(root: Path) -> str:
     """The markdown of the results table (see the module docstring)."""
-    from .profiles import load_profiles
 
     layout = Layout(Path(root))
     try:
@@ -148,7 +150,6 @@ def build_book(root=None, builddir="_build", out=None) -> int:
     except ReproduceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from jupyter_book.sphinx import build_sphinx
 
     build = (root / builddir).resolve()
     outdir = build / "html"

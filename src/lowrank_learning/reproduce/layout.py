@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import LowRankError
+from ..core.errors import LowRankError
 
 PROFILES_FILE = Path("notebooks") / "profiles.yml"
 RESULTS_DIR = Path("book") / "results"

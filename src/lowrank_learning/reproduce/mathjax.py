@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -33,7 +34,6 @@ def ensure_mathjax(static_dir: Path) -> Path:
                            capture_output=True, text=True)
         if r.returncode != 0:
             raise ReproduceError(f"npm pack mathjax@{MATHJAX_VERSION} failed:\n{r.stderr.strip()}")
-        import tarfile
 
         tgz = next(Path(tmp).glob("mathjax-*.tgz"))
         with tarfile.open(tgz) as tf:

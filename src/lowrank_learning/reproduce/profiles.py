@@ -20,6 +20,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
+import yaml
+from papermill.translators import PythonTranslator
+
+from ..core.cache import package_hash
 from .layout import PROFILES_FILE, Layout, ReproduceError
 from .stamps import is_up_to_date, make_stamp
 
@@ -28,7 +33,6 @@ def load_profiles(path: Path) -> dict[str, dict]:
     """Read the registry: ``{name: {"title": str, "minutes": {profile: float}, "profiles": {profile:
     {param: value}}}}``. ``minutes`` (optional) is the approximate wall time per profile, used only to
     start the longest notebooks first when no earlier run of that profile has been timed."""
-    import yaml
 
     path = Path(path)
     if not path.is_file():
@@ -89,8 +93,6 @@ class Parameter:
 
 def notebook_parameters(path: Path) -> tuple[int, dict[str, Parameter]]:
     """Index of the cell tagged ``parameters`` and its parameters (name -> :class:`Parameter`)."""
-    import nbformat
-    from papermill.translators import PythonTranslator
 
     try:
         nb = nbformat.read(str(path), as_version=4)
@@ -191,7 +193,6 @@ def plan(layout: Layout, profile: str = "paper", only=None, sets=(), force: bool
     Raises :class:`ReproduceError` naming the valid choices for an unknown profile, notebook or
     parameter, or a value of the wrong type.
     """
-    from ..cache import package_hash
 
     registry = load_profiles(layout.profiles)
     profiles = available_profiles(registry)

@@ -21,6 +21,7 @@ Execution conventions: kernel ``python3`` running this interpreter; working dire
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -33,6 +34,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import nbformat
+import papermill
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from papermill.exceptions import PapermillExecutionError
+from tqdm.auto import tqdm
 
 from ..results import PROFILE_ENV, RESULTS_DIR_ENV
 from .files import chmod_default, read_json, unlink
@@ -62,7 +69,6 @@ def _kernel_env(layout: Layout, tmpdir: Path) -> dict:
     # every 30 s: every redraw is kept in the stored output, and a 30000-epoch phase at the
     # default 0.1 s interval left about 250 lines of bar in the E8 page.
     env.setdefault("TQDM_MININTERVAL", "30")
-    import importlib.util
 
     if importlib.util.find_spec("ipykernel") is None or importlib.util.find_spec("papermill") is None:
         raise ReproduceError("papermill and ipykernel are needed: pip install 'lowrank-learning[book]'")
@@ -79,7 +85,6 @@ def _kernel_env(layout: Layout, tmpdir: Path) -> dict:
 
 
 def _python3_kernel_is_ours() -> bool:
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:
         spec = KernelSpecManager().get_kernel_spec("python3")
@@ -100,7 +105,6 @@ def _python3_kernel_is_ours() -> bool:
 def _source_cell_index(executed_path, index: int) -> int:
     """Index in the source notebook of cell ``index`` of the executed one (papermill inserts
     an ``injected-parameters`` cell after the parameters cell)."""
-    import nbformat
 
     try:
         cells = nbformat.read(str(executed_path), as_version=4).cells[:index]
@@ -157,8 +161,6 @@ def execute_job(job: dict, cwd: str) -> dict:
 
     See the module docstring for what is kept on success, failure and interrupt.
     """
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
 
     name = job["name"]
     output, stamp_path = Path(job["output"]), Path(job["stamp_path"])
@@ -361,8 +363,6 @@ def reproduce(root=None, profile: str = "paper", only=None, jobs: int | None = N
     if not todo:
         _print_summary(planned, outcomes, out)
         return 0
-
-    from tqdm.auto import tqdm
 
     layout.results.mkdir(parents=True, exist_ok=True)
     for j in todo:

@@ -11,7 +11,7 @@ nothing per epoch in Python and a loss-triggered drop happens inside the loop, n
   ``[boundaries[i-1], boundaries[i])``.
 * :class:`DropBelow` ``(lr, threshold, factor)``: ``lr`` until the first epoch whose loss is
   below ``threshold``; from that epoch on (its own update included) ``lr / factor``. The epoch is
-  recorded (``Trajectory.drop_epoch``). EXPERIMENTS.md E8: ``DropBelow(0.01, 0.015, 5)``.
+  recorded (``Trajectory.drop_epoch``). book/experiments.md, E8: ``DropBelow(0.01, 0.015, 5)``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import InvalidParameterError
+from ..core.errors import InvalidParameterError
 
 
 def _positive(name: str, field: str, v) -> float:

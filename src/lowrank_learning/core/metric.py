@@ -1,4 +1,4 @@
-"""The overlap-space metric: the linear map from dL/dsigma to dsigma/dtau (THEORY.md section 5, E3).
+"""The overlap-space metric: the linear map from dL/dsigma to dsigma/dtau (book/theory.md, section 5, E3).
 
 With ``g = dL/dsigma`` over the K(K+1)/2 distinct overlaps (``S_ab = g_ab`` off the diagonal,
 ``S_aa = 2 g_aa``), gradient flow reads ``dsigma/dtau = -Metric(Sigma) g`` with
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .architecture import Architecture
-from .overlaps import flatten, sample_vectors, overlaps, validate_sigma
+from .overlaps import flatten, overlaps, sample_vectors, validate_sigma
 
 
 def overlap_metric(arch: Architecture, Sigma, plastic=None) -> np.ndarray:

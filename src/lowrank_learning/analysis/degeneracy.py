@@ -1,4 +1,4 @@
-"""Degeneracy: different networks with the same loss-visible overlaps (THEORY.md section 4, E4).
+"""Degeneracy: different networks with the same loss-visible overlaps (book/theory.md, section 4, E4).
 
 The loss reads only the visible overlaps, so every network whose visible overlaps agree computes
 the same function. :func:`equivalent_vectors` builds such a network from a given one with chosen
@@ -27,11 +27,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .architecture import Architecture
-from .errors import DivergenceError, InvalidParameterError, UnreachableOverlapError
-from .learning import learn_overlaps
-from .network import check_network_inputs, scan_network
-from .overlaps import overlaps, validate_sigma
+from ..core.architecture import Architecture
+from ..core.errors import (
+    DivergenceError,
+    InvalidParameterError,
+    UnreachableOverlapError,
+)
+from ..core.network import check_network_inputs, scan_network
+from ..core.overlaps import overlaps, validate_sigma
+from ..learn.overlap_space import learn_overlaps
 
 __all__ = ["equivalent_vectors", "equivalent_overlaps", "run_noisy_network", "epochs_to_reach",
            "learning_speed"]

@@ -1,13 +1,7 @@
 """Where the overlap theory holds (E9): full network vs theory, error decomposition, non-Gaussianity.
 
-Measures
---------
-* :func:`excess_kurtosis` and :func:`gaussian_distance`: how far the entries of trained vectors
-  (rows of X, one sample per neuron) are from the jointly Gaussian population the mean-field
-  theory assumes.
-* :func:`fit_error_scaling`: ``err(N) = a / sqrt(N) + b`` (finite-size part + systematic part)
-  and the log-log slope.
-* :func:`loss_drop_epoch`: the (fractional) epoch at which a loss curve drops.
+The measures (non-Gaussianity, the error-scaling fit, the loss-drop epoch) are in
+:mod:`lowrank_learning.analysis.stats`; this module holds the E9 tasks, jobs, grid and tables.
 
 Sweep jobs (module-level, for :func:`lowrank_learning.sweeps.run_sweep`)
 -----------------------------------------------------------------------
@@ -20,18 +14,31 @@ Sweep jobs (module-level, for :func:`lowrank_learning.sweeps.run_sweep`)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
 
+import jax
 import numpy as np
+import pandas as pd
 
-from .architecture import Architecture
-from .errors import InvalidParameterError, finite_matrix
+from ..analysis.stats import (
+    excess_kurtosis,
+    fit_error_scaling,
+    gaussian_distance,
+    loss_drop_epoch,
+    overlap_error_curve,
+)
+from ..core.architecture import Architecture
+from ..core.batch import Batch
+from ..core.errors import InvalidParameterError
+from ..core.latent import run_latent
+from ..core.overlaps import flatten, overlaps, sample_vectors, sigma_from_named
+from ..learn.overlap_space import learn_overlaps
+from ..learn.vectors import learn_vectors
+from ..tasks import exponential_filter, flip_flop
 
 __all__ = [
-    "excess_kurtosis", "gaussian_distance", "ErrorScaling", "fit_error_scaling", "loss_drop_epoch",
-    "overlap_error_curve", "teacher_batch", "e9_task", "linear_exactness", "compare_nonlinear",
-    "e9_jobs", "E9_PROFILES", "INIT_OVERLAPS", "TEACHER_OVERLAPS", "E9_TASKS", "scaling_benchmark",
-    "crossover_size", "named_sweep", "NAMED_SWEEPS", "seed_summary", "scaling_table",
+    "teacher_batch", "e9_task", "linear_exactness", "compare_nonlinear", "e9_jobs", "E9_PROFILES",
+    "INIT_OVERLAPS", "TEACHER_OVERLAPS", "E9_TASKS", "seed_summary", "scaling_table",
 ]
 
 # Initial overlaps of the E9 networks: the vectors are drawn with Gaussian rows of this
@@ -43,115 +50,6 @@ TEACHER_OVERLAPS = dict(zm=0.5, zu=0.8, vm=0.8, vu=0.9, mu=0.3, zv=0.3, mm=1.0, 
 E9_TASKS = ("flipflop", "teacher")
 
 
-# ----------------------------------------------------------------------------- measures
-def excess_kurtosis(X) -> np.ndarray:
-    """Excess kurtosis of each column of ``X`` (N, K) -> (K,) (0 for a Gaussian; Fisher's
-    definition, biased estimator). For N Gaussian samples its standard error is ``sqrt(24/N)``."""
-    from scipy.stats import kurtosis
-
-    return np.atleast_1d(kurtosis(finite_matrix(X, "excess_kurtosis: X", min_rows=4, shape="(N, K)"), axis=0, fisher=True, bias=True))
-
-
-def gaussian_distance(X, n_projections: int = 64, seed: int = 0) -> float:
-    """Sliced 1-Wasserstein distance between the rows of ``X`` (N, K) and a Gaussian with the
-    same mean and covariance, in units of each projection's standard deviation (scale-free).
-
-    For each of ``n_projections`` random unit directions ``w`` (drawn from ``seed``), the
-    projections ``X w`` are standardised and their sorted values compared with the standard
-    normal quantiles at ``(i + 1/2) / N``; the mean absolute difference is the 1-d
-    Wasserstein distance to the Gaussian (no Gaussian sample is drawn). Returns the average over
-    directions: 0 for an exactly Gaussian population, ~0.8/sqrt(N) for an i.i.d. Gaussian sample,
-    O(1) for strongly non-Gaussian rows (a +-1 coin gives 0.40 in one dimension).
-    """
-    from scipy.special import ndtri
-
-    X = finite_matrix(X, "gaussian_distance: X", min_rows=4, shape="(N, K)")
-    if isinstance(n_projections, bool) or not isinstance(n_projections, (int, np.integer)) or n_projections < 1:
-        raise InvalidParameterError(f"gaussian_distance: n_projections must be an integer >= 1, got {n_projections!r}")
-    N, K = X.shape
-    W = np.random.default_rng(seed).standard_normal((K, int(n_projections)))
-    W /= np.linalg.norm(W, axis=0)
-    P = (X - X.mean(axis=0)) @ W  # (N, n_projections)
-    sd = P.std(axis=0)
-    if np.any(sd == 0):
-        raise InvalidParameterError("gaussian_distance: a projection of X has zero variance")
-    P = np.sort(P / sd, axis=0)
-    q = ndtri((np.arange(N) + 0.5) / N)
-    return float(np.mean(np.abs(P - q[:, None])))
-
-
-@dataclass(frozen=True)
-class ErrorScaling:
-    """Fit of ``err(N) = a / sqrt(N) + b`` (``a, b >= 0``, relative least squares) and the log-log slope.
-
-    Attributes
-    ----------
-    a : float  finite-size amplitude (error at N = 1 of the 1/sqrt(N) part)
-    b : float  systematic, N-independent part
-    slope : float  slope of log err against log N (-0.5 for pure finite-size error)
-    crossover : float  N at which the two parts are equal, ``(a / b)^2`` (inf if b = 0)
-    rms_residual : float  root-mean-square relative residual of the fit
-    """
-
-    a: float
-    b: float
-    slope: float
-    crossover: float
-    rms_residual: float
-
-    def __call__(self, N):
-        return self.a / np.sqrt(np.asarray(N, dtype=float)) + self.b
-
-
-def fit_error_scaling(N, err) -> ErrorScaling:
-    """Fit ``err = a / sqrt(N) + b`` with ``a, b >= 0`` to positive errors ``err`` at sizes ``N``
-    (arrays of the same shape; repeated N = several seeds). Residuals are relative (errors span
-    decades): minimise ``sum ((a/sqrt(N) + b - err) / err)^2`` by non-negative least squares."""
-    from scipy.optimize import nnls
-
-    N = np.asarray(N, dtype=float).ravel()
-    err = np.asarray(err, dtype=float).ravel()
-    if N.shape != err.shape or N.size < 2:
-        raise InvalidParameterError(f"fit_error_scaling: N and err need the same length >= 2, got {N.size} and {err.size}")
-    if np.any(~np.isfinite(N)) or np.any(N <= 0):
-        raise InvalidParameterError(f"fit_error_scaling: N must be positive, got {N}")
-    if np.any(~np.isfinite(err)) or np.any(err <= 0):
-        raise InvalidParameterError(f"fit_error_scaling: err must be positive and finite, got {err}")
-    if np.unique(N).size < 2:
-        raise InvalidParameterError("fit_error_scaling: need at least two distinct N")
-    A = np.stack([1.0 / np.sqrt(N), np.ones_like(N)], axis=1) / err[:, None]
-    (a, b), _ = nnls(A, np.ones_like(N))
-    slope = float(np.polyfit(np.log(N), np.log(err), 1)[0])
-    resid = (a / np.sqrt(N) + b - err) / err
-    cross = float((a / b) ** 2) if b > 0 else float("inf")
-    return ErrorScaling(float(a), float(b), slope, cross, float(np.sqrt(np.mean(resid ** 2))))
-
-
-def loss_drop_epoch(loss, min_ratio: float = 10.0) -> float:
-    """Fractional epoch at which ``log(loss)`` first falls halfway from its initial value to its
-    minimum (linear interpolation between epochs); NaN if the loss never falls by ``min_ratio``."""
-    loss = np.asarray(loss, dtype=float)
-    if loss.ndim != 1 or loss.size < 2 or np.any(~np.isfinite(loss)) or np.any(loss <= 0):
-        raise InvalidParameterError("loss_drop_epoch: loss must be a 1-d array of >= 2 positive finite values")
-    lo = float(np.min(loss))
-    if loss[0] / lo < min_ratio:
-        return float("nan")
-    level = 0.5 * (np.log(loss[0]) + np.log(lo))
-    ll = np.log(loss)
-    e = int(np.argmax(ll <= level))
-    if e == 0:
-        return 0.0
-    return float(e - 1 + (ll[e - 1] - level) / (ll[e - 1] - ll[e]))
-
-
-def overlap_error_curve(sigma_a, sigma_b) -> np.ndarray:
-    """Largest absolute overlap difference per epoch: (epochs, K, K) x 2 -> (epochs,)."""
-    a, b = np.asarray(sigma_a), np.asarray(sigma_b)
-    if a.shape != b.shape or a.ndim != 3:
-        raise InvalidParameterError(f"overlap_error_curve: two (epochs, K, K) stacks of one shape, got {a.shape}, {b.shape}")
-    return np.max(np.abs(a - b), axis=(1, 2))
-
-
 # ----------------------------------------------------------------------------- tasks
 def teacher_batch(activation: str, n_trials: int = 4, dt: float = 0.1, T_max: float = 20.0,
                   seed: int = 1234, input_std: float = 1.5):
@@ -159,9 +57,6 @@ def teacher_batch(activation: str, n_trials: int = 4, dt: float = 0.1, T_max: fl
     ``seed``), targets the mean-field outputs of a teacher with overlaps :data:`TEACHER_OVERLAPS`
     and the given activation (``run_latent``), mask all ones, ``masked_mean`` loss.
     Shapes: inputs, targets, mask (n_trials, T_max/dt, 1)."""
-    from .overlaps import sigma_from_named
-    from .reduced import run_latent
-    from .tasks import Batch
 
     arch = Architecture(activation=activation)
     T = int(round(T_max / dt))
@@ -172,7 +67,6 @@ def teacher_batch(activation: str, n_trials: int = 4, dt: float = 0.1, T_max: fl
 
 def e9_task(task: str, activation: str, n_trials: int, dt: float, T_max: float):
     """The E9 task: ``"flipflop"`` (fresh trials each epoch) or ``"teacher"`` (a fixed batch)."""
-    from .tasks import flip_flop
 
     if task == "flipflop":
         return flip_flop(n_trials=int(n_trials), dt=float(dt), T_max=float(T_max))
@@ -189,9 +83,6 @@ def linear_exactness(N: int, seed: int, lr: float = 5e-3, epochs: int = 100, dt:
     Returns ``error`` (largest ``|sigma_full - sigma_theory|`` over overlaps and epochs, relative to
     the largest ``|sigma|``), ``loss_error`` (largest relative loss difference) and ``N``, ``seed``.
     """
-    from .learning import learn_overlaps, learn_vectors
-    from .overlaps import overlaps, sample_vectors
-    from .tasks import exponential_filter
 
     arch = Architecture(activation="linear")
     X0 = sample_vectors(arch, int(N), seed=int(seed))
@@ -239,12 +130,6 @@ def compare_nonlinear(activation: str, task: str, N: int, lr: float, seed: int, 
     ``gauss_dist_end``, ``gauss_dist_start``  :func:`gaussian_distance` of the rows of X
     ``seconds_full``, ``seconds_theory``  wall time of the two runs (compilation included)
     """
-    import time
-
-    import jax
-
-    from .learning import learn_overlaps, learn_vectors
-    from .overlaps import flatten, overlaps, sample_vectors, sigma_from_named
 
     if task not in E9_TASKS:
         raise InvalidParameterError(f"compare_nonlinear: task must be one of {E9_TASKS}, got {task!r}")
@@ -340,103 +225,6 @@ def e9_jobs(N_values, seeds, activations=("erf", "tanh"), tasks=E9_TASKS, lrs=(0
     return jobs
 
 
-def _demo_job(N: int, seed: int) -> dict:
-    """The ``demo`` sweep's job: :func:`linear_exactness` for 5 epochs of a 2 s impulse response."""
-    return linear_exactness(N=N, seed=seed, epochs=5, T_max=2.0)
-
-
-# name -> (description, jobs(profile) -> (fn, jobs))
-NAMED_SWEEPS = {
-    "demo": ("exact map vs full linear network, N = 10 and 100, 2 seeds (seconds)",
-             lambda profile: (_demo_job, [dict(N=N, seed=s) for N in (10, 100) for s in range(2)])),
-    "e9-linear": ("E9 linear: exact map vs full network for N = 10 .. 10^5",
-                  lambda profile: (linear_exactness, [dict(N=int(N), seed=0) for N in E9_PROFILES[profile]["N_linear"]])),
-    "e9-nonlinear": ("E9 nonlinear: theory vs full network, erf/tanh x flip-flop/teacher x lr x N x seeds",
-                     lambda profile: (compare_nonlinear, e9_jobs(**{k: v for k, v in E9_PROFILES[profile].items()
-                                                                   if k != "N_linear"}))),
-}
-
-
-def named_sweep(name: str, profile: str = "paper"):
-    """``(fn, jobs)`` of the named sweep (:data:`NAMED_SWEEPS`) at the given profile (quick or paper)."""
-    if name not in NAMED_SWEEPS:
-        raise InvalidParameterError(f"unknown sweep {name!r}; known: {sorted(NAMED_SWEEPS)}")
-    if profile not in E9_PROFILES:
-        raise InvalidParameterError(f"unknown profile {profile!r}; known: {sorted(E9_PROFILES)}")
-    return NAMED_SWEEPS[name][1](profile)
-
-
-# ----------------------------------------------------------------------------- cost
-def _seconds_per_epoch(run, epochs: int, repeats: int) -> tuple[float, float]:
-    import time
-
-    run(epochs)  # compiles (same shapes and chunk size as the timed runs)
-    times = []
-    for _ in range(int(repeats)):
-        t0 = time.perf_counter()
-        run(epochs)
-        times.append((time.perf_counter() - t0) / epochs)
-    return float(np.median(times)), float(np.min(times))
-
-
-def scaling_benchmark(N_values, activations=("linear", "erf"), epochs: int = 16, repeats: int = 3,
-                      epochs_largest: int | None = None) -> dict:
-    """Seconds per training epoch of the overlap dynamics (any N) and of the full network (per N).
-
-    Workloads: ``linear`` on the E1 task (impulse response, 400 steps, one trial); ``erf`` on
-    E9's flip-flop (4 fresh trials of 200 steps per epoch). Each timing compiles first with an
-    untimed run of the same shapes, then reports the median (and best) of ``repeats`` runs of
-    ``epochs`` epochs (``epochs_largest`` at the largest N). Precision: whatever JAX is set to.
-
-    Returns ``{"N": [...], "<act>": {"overlap_s", "overlap_best_s", "full_s" (per N),
-    "full_best_s" (per N)}, "device": str, "dtype": str}``.
-    """
-    import jax
-
-    from .learning import learn_overlaps, learn_vectors
-    from .overlaps import sample_vectors, sigma_from_named
-    from .tasks import exponential_filter
-
-    N_values = [int(n) for n in N_values]
-    if not N_values or min(N_values) < 1:
-        raise InvalidParameterError(f"scaling_benchmark: N_values must be integers >= 1, got {N_values}")
-    out = {"N": N_values, "device": jax.devices()[0].platform,
-           "dtype": "float64" if jax.config.jax_enable_x64 else "float32"}
-    big = max(N_values)
-    for act in activations:
-        arch = Architecture(activation=act)
-        if act == "linear":
-            task, lr = exponential_filter(c=0.2, dt=0.05, T_max=20.0), 5e-3
-        else:
-            task, lr = e9_task("flipflop", act, 4, 0.1, 20.0), 0.1
-        S0 = sigma_from_named(arch, INIT_OVERLAPS)
-        ov = _seconds_per_epoch(lambda e: learn_overlaps(arch, S0, task, lr, e, progress=False), 8 * epochs, repeats)
-        rec = {"overlap_s": ov[0], "overlap_best_s": ov[1], "full_s": [], "full_best_s": []}
-        for N in N_values:
-            X0 = sample_vectors(arch, N, seed=0, sigma=S0)
-            ep = int(epochs_largest or epochs) if N == big else int(epochs)
-            fu = _seconds_per_epoch(lambda e: learn_vectors(arch, X0, task, lr, e, progress=False), ep, repeats)
-            rec["full_s"].append(fu[0])
-            rec["full_best_s"].append(fu[1])
-        out[act] = rec
-    return out
-
-
-def crossover_size(N, full_s, overlap_s: float) -> float:
-    """Smallest N at which the full network costs as much per epoch as the overlap dynamics,
-    from a fit ``t_full(N) = c0 + c1 N`` (least squares on relative errors); 0 if the full network
-    is slower already at N -> 0 (``c0 >= overlap_s``), NaN if it never becomes slower."""
-    N = np.asarray(N, dtype=float)
-    t = np.asarray(full_s, dtype=float)
-    A = np.stack([np.ones_like(N), N], axis=1) / t[:, None]
-    (c0, c1), *_ = np.linalg.lstsq(A, np.ones_like(N), rcond=None)
-    if c0 >= overlap_s:
-        return 0.0
-    if c1 <= 0:
-        return float("nan")
-    return float((overlap_s - c0) / c1)
-
-
 # ----------------------------------------------------------------------------- summaries
 _GROUP = ["activation", "task", "lr"]
 
@@ -453,7 +241,6 @@ def seed_summary(frame, column: str):
 def scaling_table(frame, column: str = "err_end"):
     """:func:`fit_error_scaling` of ``column`` against N (every seed a point) per (activation,
     task, lr): a DataFrame with columns a, b, slope, crossover, rms_residual."""
-    import pandas as pd
 
     df = frame.reset_index()
     rows = {}

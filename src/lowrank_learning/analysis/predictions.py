@@ -1,4 +1,4 @@
-"""Predictions for experiments (EXPERIMENTS.md E10): learning as a probe, drift, savings.
+"""Predictions for experiments (book/experiments.md, E10): learning as a probe, drift, savings.
 
 Three analyses that turn the paper's closing predictions into numbers:
 
@@ -22,14 +22,30 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import jax
 import numpy as np
+from sklearn.linear_model import RidgeCV
+from sklearn.metrics import r2_score
+from sklearn.model_selection import (
+    KFold,
+    cross_val_predict,
+    cross_val_score,
+    permutation_test_score,
+)
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from .architecture import Architecture
+from ..core.architecture import Architecture
+from ..core.batch import Batch
+from ..core.errors import InvalidParameterError, UnreachableOverlapError
+from ..core.latent import overlap_loss
+from ..core.overlaps import flatten, validate_sigma
+from ..learn.overlap_space import learn_overlaps_ensemble
+from ..learn.vectors import learn_vectors
+from ..tasks import with_label_noise
 from .degeneracy import epochs_to_reach, equivalent_overlaps
-from .errors import InvalidParameterError, UnreachableOverlapError
-from .learning import learn_overlaps_ensemble, learn_vectors
 from .memory import compare_visits, invisible_distance
-from .overlaps import flatten, validate_sigma
+from .stats import mean_se
 
 __all__ = ["DegenerateEnsemble", "degenerate_ensemble", "probe_curves", "curve_features",
            "decode_from_curves", "diffusion_coefficient", "overlap_drift", "drift_overlaps",
@@ -48,17 +64,6 @@ def _positive(name: str, value) -> float:
             or not np.isfinite(value) or value <= 0:
         raise InvalidParameterError(f"{name} must be a positive finite number, got {value!r}")
     return float(value)
-
-
-def mean_se(x) -> tuple[float, float]:
-    """Mean and standard error (``std(ddof=1) / sqrt(n)``) of the finite entries of ``x``;
-    ``(nan, nan)`` without any, standard error ``nan`` with one."""
-    x = np.asarray(x, dtype=float).ravel()
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return float("nan"), float("nan")
-    se = float(np.std(x, ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
-    return float(np.mean(x)), se
 
 
 # --------------------------------------------------------------------------- probe learning
@@ -208,11 +213,6 @@ def decode_from_curves(features, targets, n_splits: int = 5, n_permutations: int
     ``r2_per_target`` (t,) from out-of-fold predictions, ``shuffled_mean``, ``shuffled_sd`` and
     ``shuffled_q95`` (the permutation scores), ``p_value``.
     """
-    from sklearn.linear_model import RidgeCV
-    from sklearn.metrics import r2_score
-    from sklearn.model_selection import KFold, cross_val_predict, cross_val_score, permutation_test_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     X = np.asarray(features, dtype=float)
     y = np.asarray(targets, dtype=float)
@@ -325,8 +325,6 @@ def drift_overlaps(arch: Architecture, sigma0, task, noise_levels: Sequence[floa
     loss, and ``clean_loss`` (L, E, R): the noiseless loss of the recorded states (``task`` must
     be a fixed :class:`~lowrank_learning.Batch`).
     """
-    from .reduced import overlap_loss
-    from .tasks import Batch, with_label_noise
 
     if not isinstance(task, Batch):
         raise InvalidParameterError(f"drift_overlaps: task must be a fixed Batch, got {type(task).__name__}")
@@ -350,7 +348,6 @@ def drift_overlaps(arch: Architecture, sigma0, task, noise_levels: Sequence[floa
 
 
 def _clean_losses(arch, sigma, task, overlap_loss):
-    import jax
 
     f = jax.jit(jax.vmap(lambda S: overlap_loss(arch, S, task)))
     flat = np.asarray(sigma).reshape(-1, arch.K, arch.K)

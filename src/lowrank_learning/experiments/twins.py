@@ -1,4 +1,4 @@
-"""Memory in nonlinear networks: twin networks (EXPERIMENTS.md E8, paper Fig. 9, 10, 4d).
+"""Memory in nonlinear networks: twin networks (book/experiments.md, E8, paper Fig. 9, 10, 4d).
 
 Each pair of twins starts at the same random point in overlap space. In phase 1 twin 1 learns
 flip-flop and twin 2 perceptual decision making; in phase 2 both imitate one teacher network.
@@ -12,20 +12,23 @@ and returns plain arrays (cacheable); :func:`twin_gaps` and :func:`decode_histor
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
-from .architecture import Architecture
-from .decoding import decode_stack
-from .errors import InvalidParameterError
-from .initial import random_overlaps
-from .learning import learn_overlaps, learn_overlaps_ensemble, learn_vectors
-from .overlaps import flatten, sample_vectors, sigma_from_named
-from .schedules import DropBelow
-from .tasks import decision_making, flip_flop, noisy_pulses, teacher
+from ..analysis.decoding import decode_stack
+from ..core.architecture import Architecture
+from ..core.errors import InvalidParameterError
+from ..core.initial import random_overlaps
+from ..core.overlaps import flatten, sample_vectors, sigma_from_named
+from ..learn.overlap_space import learn_overlaps, learn_overlaps_ensemble
+from ..learn.schedules import DropBelow
+from ..learn.vectors import learn_vectors
+from ..tasks import decision_making, flip_flop, noisy_pulses, teacher
 
 ARCH = Architecture(rank=1, activation="erf")
 
-#: The teacher's loss-visible overlaps (EXPERIMENTS.md E8).
+#: The teacher's loss-visible overlaps (book/experiments.md, E8).
 TEACHER_VISIBLE = {"zm": 0.5, "zu": 2.3, "vm": 2.0, "vu": 1.5, "mu": 1.6, "mm": 1.8, "uu": 2.2}
 #: Its invisible overlaps do not affect its output; these make its overlap matrix positive
 #: definite (with vv = zz = 1 and zv = 0 it is not: no vectors would have those overlaps).
@@ -130,7 +133,7 @@ def decode_history(states: dict, n_splits: int = 50, n_test_groups: int = 2, tra
 
     Returns
     -------
-    dict ``(feature set, label)`` -> :class:`~lowrank_learning.decoding.DecodingResult`, all on the
+    dict ``(feature set, label)`` -> :class:`~lowrank_learning.analysis.decoding.DecodingResult`, all on the
     same splits: ``n_splits`` random splits with ``n_test_groups`` whole pairs held out
     (both twins on the same side), Gaussian noise of std ``train_noise`` on the training
     features, standardise + logistic regression (the authors' protocol).
@@ -163,7 +166,6 @@ def confirm_pair(start, N: int, epochs_phase1: int, epochs_phase2: int, n_trials
     over these epochs). Returns a dict with, for ``twin1``/``twin2`` and ``full``/``theory``,
     the overlaps per epoch ``{key}_sigma`` (E1 + E2 + 1, 4, 4) and the losses ``{key}_loss``.
     """
-    from concurrent.futures import ThreadPoolExecutor
 
     ff, dm, tch = twin_tasks(n_trials)
     X0 = sample_vectors(ARCH, N, seed=vector_seed, sigma=np.asarray(start, dtype=float), exact=True)

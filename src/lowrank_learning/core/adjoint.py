@@ -1,18 +1,11 @@
-"""The latent (activity) reduction and the mean-field loss in overlap space (THEORY.md section 3).
+"""The loss of the reduced model and its gradient with respect to Sigma, by a hand-written adjoint.
 
-Since h_0 = 0 and every update lies in span(M, U), ``h_t = M kappa_t + U lambda_t`` exactly:
-
-    kappa_{t+1}  = kappa_t  + dt (-kappa_t + x_t)
-    lambda_{t+1} = lambda_t + dt (-lambda_t + V^T phi(h_t) / N)
-
-For linear units ``a^T phi(h)/N = Sigma_aM kappa + Sigma_aU lambda`` exactly; for erf/tanh the
-large-N Gaussian limit multiplies it by ``Gain(Delta)`` with
-``Delta = [kappa; lambda]^T Sigma_[MU][MU] [kappa; lambda]``.
+:func:`ensemble_value_and_grad` is the engine of the overlap learners: for a stack of overlap
+matrices it returns each member's loss and ``dL/dSigma``, from the compiled host kernel
+(:mod:`lowrank_learning.core._kernels`) or from the XLA version below.
 """
 
 from __future__ import annotations
-
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -21,129 +14,8 @@ import numpy as np
 from . import _kernels
 from .activations import gain, is_linear
 from .architecture import Architecture
-from .tasks import Batch, loss_value
-
-# Time-loop unrolling: measured on CPU (2 cores, float32), unroll=1 gave the fastest
-# gradients (unrolling 4-16 steps made the backward pass 2-5x slower); see benchmarks/.
-_UNROLL = 1
-
-
-def loss_blocks(arch: Architecture) -> tuple[tuple[str, str], ...]:
-    """The blocks of Sigma read by the reduced model: :attr:`Architecture.loss_blocks`."""
-    return arch.loss_blocks
-
-
-def _read(arch: Architecture, Sigma) -> dict:
-    s = arch.slices
-    return {a + b: Sigma[..., s[a], s[b]] for a, b in loss_blocks(arch)}
-
-
-def latent_inputs(inputs, dt: float):
-    """Input part of the latent state, ``kappa_t`` for ``t = 0..T`` (shape ``(B, T+1, Din)``)."""
-    inputs = jnp.asarray(inputs)
-    decay = 1.0 - dt
-
-    def step(k, x_t):
-        k_new = decay * k + dt * x_t
-        return k_new, k_new
-
-    k0 = jnp.zeros(inputs.shape[::2], dtype=inputs.dtype)
-    _, ks = jax.lax.scan(step, k0, jnp.swapaxes(inputs, 0, 1), unroll=_UNROLL)
-    return jnp.concatenate([k0[:, None, :], jnp.swapaxes(ks, 0, 1)], axis=1)
-
-
-def _matmul(x, A):
-    """``x @ A`` per batch element: ``x`` (B, I), ``A`` (B, I, J) -> (B, J).
-
-    Written as a sum of broadcast products for small I so that XLA fuses it with the
-    surrounding elementwise work (dot kernels on 1-4 wide operands cost more in launch
-    overhead than in arithmetic)."""
-    if A.shape[-2] > 4:
-        return jnp.einsum("bi,bij->bj", x, A)
-    out = x[..., 0:1] * A[..., 0, :]
-    for i in range(1, A.shape[-2]):
-        out = out + x[..., i : i + 1] * A[..., i, :]
-    return out
-
-
-def _quad(x, A, y):
-    """``x^T A y`` over the last axis, shape ``x.shape[:-1]``."""
-    return jnp.sum(_matmul(x, A) * y, axis=-1)
-
-
-def run_latent(arch: Architecture, Sigma, inputs, dt: float, return_latents: bool = False):
-    """Outputs of the reduced model (exact for linear units, mean-field for erf/tanh).
-
-    Parameters
-    ----------
-    Sigma : array (K, K)
-        Overlap matrix ``X^T X / N``.
-    inputs : array (B, T, Din)
-
-    Returns
-    -------
-    outputs : array (B, T, Dout)
-    (kappa, lambda) : arrays (B, T+1, Din), (B, T+1, R), only if ``return_latents``
-    """
-    Sigma = jnp.asarray(Sigma)
-    inputs = jnp.asarray(inputs, dtype=Sigma.dtype)
-    blk = _read(arch, Sigma)
-    act = arch.activation
-    linear = is_linear(act)
-    kappa = latent_inputs(inputs, dt)  # (B, T+1, Din)
-    B, R = inputs.shape[0], arch.rank
-    # One copy of each block per trial: inside the time loop the gradient with respect to the
-    # blocks then accumulates elementwise, and the sum over trials happens once, after the loop.
-    blk = {k: jnp.broadcast_to(v, (B,) + v.shape) for k, v in blk.items()}
-    T_ = lambda A: jnp.swapaxes(A, -1, -2)  # noqa: E731
-
-    def g(k, lam):  # Gain(Delta) of the state (kappa, lambda), shape (B, 1)
-        if linear:
-            return jnp.ones((k.shape[0], 1), dtype=Sigma.dtype)
-        delta = _quad(k, blk["MM"], k) + 2.0 * _quad(k, blk["MU"], lam) + _quad(lam, blk["UU"], lam)
-        return gain(act, jnp.maximum(delta, 0.0))[:, None]
-
-    # The carry holds Gain(Delta_t) so that each step evaluates the gain once; measured
-    # faster on CPU than precomputing the kappa-only terms outside the loop.
-    def step(carry, ks):
-        lam, g_t = carry
-        k_t, k_next = ks
-        drive = (_matmul(k_t, T_(blk["VM"])) + _matmul(lam, T_(blk["VU"]))) * g_t
-        lam_new = lam + dt * (-lam + drive)
-        g_new = g(k_next, lam_new)
-        y = (_matmul(k_next, T_(blk["ZM"])) + _matmul(lam_new, T_(blk["ZU"]))) * g_new
-        return (lam_new, g_new), (y, lam_new)
-
-    lam0 = jnp.zeros((B, R), dtype=Sigma.dtype)
-    ks = (jnp.swapaxes(kappa[:, :-1], 0, 1), jnp.swapaxes(kappa[:, 1:], 0, 1))
-    _, (y, lams) = jax.lax.scan(step, (lam0, g(kappa[:, 0], lam0)), ks, unroll=_UNROLL)
-    y = jnp.swapaxes(y, 0, 1)
-    if return_latents:
-        lam = jnp.concatenate([lam0[:, None], jnp.swapaxes(lams, 0, 1)], axis=1)
-        return y, (kappa, lam)
-    return y
-
-
-def overlap_loss(arch: Architecture, Sigma, batch: Batch):
-    """Loss of the reduced model as a function of the overlap matrix ``Sigma`` (K, K) (scalar).
-
-    Exact for linear units; the large-N Gaussian (mean-field) loss for erf/tanh.
-    """
-    return loss_value(run_latent(arch, Sigma, batch.inputs, batch.dt), batch)
-
-
-@partial(jax.jit, static_argnums=0)
-def _overlap_gradient(arch, Sigma, batch):
-    return jax.grad(overlap_loss, argnums=1)(arch, Sigma, batch)
-
-
-def overlap_gradient(arch: Architecture, Sigma, batch: Batch):
-    """``G = dL/dSigma`` with the K^2 entries of Sigma treated as independent (shape (K, K)).
-
-    ``batch`` is a fixed :class:`Batch` (compiled once per architecture and batch shape).
-    """
-    return _overlap_gradient(arch, jnp.asarray(Sigma), batch)
-
+from .batch import Batch, loss_weight
+from .latent import _UNROLL, loss_blocks, sigma_blocks
 
 # ------------------------------------------------------------------ fused loss with its adjoint
 # The loss of the reduced model and its gradient with respect to Sigma, written out by hand.
@@ -153,7 +25,7 @@ def overlap_gradient(arch: Architecture, Sigma, batch: Batch):
 # trials that make dL/dSigma) is vectorised over all time steps at once. The adjoint of lambda
 # obeys a *linear* recurrence, a_s = u_s + M_s^T a_{s+1}, which is a cheap reverse scan.
 #
-# Notation (THEORY.md section 3), states s = 0..T (lambda_0 = kappa_0 = 0):
+# Notation (book/theory.md, section 3), states s = 0..T (lambda_0 = kappa_0 = 0):
 #   Delta_s = k_s^T MM k_s + 2 k_s^T MU l_s + l_s^T UU l_s,    g_s = Gain(Delta_s)
 #   q_s     = VM k_s + VU l_s,      l_{s+1} = (1 - dt) l_s + dt q_s g_s
 #   o_s     = ZM k_s + ZU l_s,      y_{s-1} = o_s g_s       (readout after the update)
@@ -210,7 +82,7 @@ def ensemble_value_and_grad(arch: Architecture, Sigma, inputs, targets, mask, dt
     inputs : array (E, B, T, Din); targets, mask : arrays (E, B, T, Dout)
     dt : float; loss_kind : {"sum_time", "masked_mean"}
     kernel : {"auto", "numba", "xla"}
-        ``numba``: one compiled CPU loop nest over trials and time (:mod:`lowrank_learning._kernels`,
+        ``numba``: one compiled CPU loop nest over trials and time (:mod:`lowrank_learning.core._kernels`,
         linear and erf units, called through ``jax.pure_callback``); ``xla``: the JAX version
         below (any activation, any device). ``auto`` (default) takes the environment variable
         ``LOWRANK_KERNEL`` if set, else numba on a CPU backend when it applies (erf units at any
@@ -253,7 +125,7 @@ def ensemble_value_and_grad(arch: Architecture, Sigma, inputs, targets, mask, dt
     x, yt, mk = comps(inputs), comps(targets), comps(mask)
     # per-trial copies of each block entry, (n,)
     blk = {k: [[jnp.repeat(v[:, i, j], B) for j in range(v.shape[2])] for i in range(v.shape[1])]
-           for k, v in _read(arch, Sigma).items()}
+           for k, v in sigma_blocks(arch, Sigma).items()}
     tr = lambda A: [list(r) for r in zip(*A)]  # noqa: E731
     VUt, ZUt = tr(blk["VU"]), tr(blk["ZU"])
     if not linear:
@@ -317,11 +189,7 @@ def ensemble_value_and_grad(arch: Architecture, Sigma, inputs, targets, mask, dt
                                          reverse=True, unroll=_UNROLL)
     per_member = lambda v: jnp.sum(v.reshape(E, B), axis=1)  # noqa: E731
     sq = per_member(sq)
-    if loss_kind == "sum_time":
-        w = jnp.full((E,), dt / B, dtype)
-    else:
-        total = per_member(msum)
-        w = jnp.where(total > 0, 1.0 / jnp.where(total > 0, total, 1.0), 0.0)
+    w = loss_weight(loss_kind, dt, B, per_member(msum).astype(dtype))
     s = arch.slices
     G = jnp.zeros_like(Sigma)
     for a_, b_ in loss_blocks(arch):

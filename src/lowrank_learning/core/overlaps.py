@@ -114,7 +114,7 @@ def flatten(arch: Architecture, Sigma) -> np.ndarray:
 def unflatten(arch: Architecture, sigma) -> np.ndarray:
     """Inverse of :func:`flatten`: (..., K(K+1)/2) -> symmetric (..., K, K).
 
-    Raises :class:`~lowrank_learning.errors.InvalidParameterError` when the last axis of
+    Raises :class:`~lowrank_learning.core.errors.InvalidParameterError` when the last axis of
     ``sigma`` is not ``K(K+1)/2`` long.
     """
     sigma = np.asarray(sigma)
@@ -178,7 +178,7 @@ def sample_vectors(arch: Architecture, N: int, seed: int, sigma=None, exact: boo
 
 
 def conserved_quantities(arch: Architecture, Sigma) -> np.ndarray:
-    """Invariants of linear gradient flow (THEORY.md section 6): the spectrum of ``J Sigma``.
+    """Invariants of linear gradient flow (book/theory.md, section 6): the spectrum of ``J Sigma``.
 
     With ``A = [Z V]`` and ``B = [M U]`` the loss of a linear network depends on ``A^T B``
     only, and gradient flow with every vector plastic conserves ``A A^T - B B^T``. Its non-zero

@@ -20,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from .errors import InvalidParameterError, finite_matrix
+from ..core.errors import InvalidParameterError, finite_matrix
 
 __all__ = ["DecodingResult", "group_splits", "decode", "decode_stack"]
 

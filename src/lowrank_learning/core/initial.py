@@ -1,4 +1,4 @@
-"""Initial conditions of the paper's nonlinear experiments (EXPERIMENTS.md E6, E7, E8).
+"""Initial conditions of the paper's nonlinear experiments (book/experiments.md, E6, E7, E8).
 
 * :func:`balanced_vectors`: the authors' "balanced" draw of E6/E7 - Gaussian vectors with every
   norm 1, ``sigma_zu = sigma_vm`` and ``sigma_mu = sigma_zv`` - built directly (the authors redraw
@@ -45,7 +45,7 @@ def _sqrtm(S: np.ndarray, inverse: bool = False) -> np.ndarray:
 
 # --------------------------------------------------------------------------- E6 / E7
 def balanced_vectors(arch: Architecture, N: int, seed: int) -> np.ndarray:
-    """The authors' "balanced" initial vectors of E6 and E7 (EXPERIMENTS.md E6).
+    """The authors' "balanced" initial vectors of E6 and E7 (book/experiments.md, E6).
 
     The authors draw i.i.d. Gaussian vectors, normalise them to ``|a|^2 = N`` and redraw until
     ``sigma_zu = sigma_vm`` and ``sigma_mu = sigma_zv`` within 1e-3. This function builds such a
@@ -127,7 +127,7 @@ class RandomOverlaps:
 def random_overlaps(arch: Architecture, n: int, seed: int, cross_scale: float = 0.4,
                     norm_range: tuple[float, float] = (0.5, 2.0),
                     min_eigenvalue: float = 0.0) -> RandomOverlaps:
-    """Random starting points in overlap space, redrawn until positive definite (EXPERIMENTS.md E8).
+    """Random starting points in overlap space, redrawn until positive definite (book/experiments.md, E8).
 
     Each draw sets every cross overlap ``sigma_ab`` (a != b; for rank 1: zm, zu, vm, vu, mu, zv)
     to ``|N(0, cross_scale^2)|`` and every norm ``sigma_aa`` (mm, uu, vv, zz) to

@@ -1,4 +1,4 @@
-"""The full N-dimensional low-rank RNN (THEORY.md section 1).
+"""The full N-dimensional low-rank RNN (book/theory.md, section 1).
 
     h_{t+1} = h_t + dt (-h_t + U V^T phi(h_t) / N + M x_t),   h_0 = 0
     y_t     = Z^T phi(h_{t+1}) / N
@@ -6,16 +6,16 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
-import math
-
 from .activations import phi
 from .architecture import Architecture
+from .batch import Batch, loss_value
 from .errors import InvalidParameterError
-from .reduced import latent_inputs
-from .tasks import Batch, loss_value
+from .latent import latent_inputs
 
 # Time-loop unrolling: measured on CPU (2 cores, float32), unroll=1 gave the fastest
 # gradients (unrolling 4-16 steps made the backward pass 2-5x slower); see benchmarks/.
@@ -64,11 +64,11 @@ def network_step(arch: Architecture, vectors, h, x_t, dt: float, kick=None):
 
 
 def _scan_span(arch: Architecture, X, inputs, dt: float, return_states: bool):
-    """Noise-free simulation in the span of U and M (the exact identity of THEORY.md section 1).
+    """Noise-free simulation in the span of U and M (the exact identity of book/theory.md, section 1).
 
     From ``h_0 = 0`` the state stays ``h_t = U a_t + M b_t`` with
     ``a_{t+1} = a_t + dt (-a_t + kappa_t)``, ``kappa_t = V^T phi(h_t) / N`` and the input part
-    ``b_t`` of :func:`~lowrank_learning.reduced.latent_inputs`. The scan carries only ``(a_t, kappa_t)`` (B, R) and
+    ``b_t`` of :func:`~lowrank_learning.core.latent.latent_inputs`. The scan carries only ``(a_t, kappa_t)`` (B, R) and
     evaluates ``phi`` once per step for both the recurrence and the output. Each step is
     rematerialised (``jax.checkpoint``), so reverse mode stores the (B, R) carries instead of
     the (B, T, N) states and recomputes ``h`` on the way back: at large N the gradient is bound

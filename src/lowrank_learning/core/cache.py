@@ -34,6 +34,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import jax
 import numpy as np
 
 __all__ = ["memo", "source_hash", "package_hash", "cache_dir", "cache_key", "CacheWarning"]
@@ -51,7 +52,7 @@ class CacheWarning(UserWarning):
 # --------------------------------------------------------------------------- source hash
 # Modules that only present or orchestrate results: editing them must not rerun a simulation.
 # An entry ending in "/" excludes a whole subpackage (every file under that folder).
-PRESENTATION_MODULES = ("plotting.py", "cli.py", "cache.py", "results.py", "reproduce/")
+PRESENTATION_MODULES = ("plotting.py", "cli.py", "core/cache.py", "results.py", "reproduce/")
 
 
 def _excluded(rel: str, exclude) -> bool:
@@ -113,19 +114,10 @@ def _disabled() -> bool:
 
 
 # --------------------------------------------------------------------------- key encoding
-def _jax():
-    try:
-        import jax
-    except ImportError:  # pragma: no cover - jax is a dependency
-        return None
-    return jax
-
-
 def _as_numpy(x, where: str) -> np.ndarray | None:
     """``x`` as a numpy array if it is a numpy/JAX array, else None."""
     if isinstance(x, np.ndarray):
         return x
-    jax = _jax()
     if jax is not None and isinstance(x, jax.Array):
         if isinstance(x, jax.core.Tracer):
             raise TypeError(f"{where}: cannot cache on a traced JAX value (called inside jit/grad/vmap?)")
@@ -183,7 +175,6 @@ def _encode(x, where: str) -> bytes:
             out.append(_bytes_token(b"f", f.name.encode()))
             out.append(_encode(getattr(x, f.name), f"{where}.{f.name}"))
         return b"".join(out)
-    jax = _jax()
     if jax is not None:
         children, treedef = jax.tree_util.tree_flatten(x, is_leaf=lambda y: y is not x)
         node = treedef.node_data()
@@ -230,6 +221,22 @@ class _CorruptEntry(Exception):
     pass
 
 
+# Types stored by their plain-array form: tag -> class with ``to_dict()`` and ``from_dict(d)``.
+_TYPES: dict[str, type] = {}
+
+
+def cacheable(tag: str):
+    """Class decorator: store instances through ``to_dict()`` / ``cls.from_dict(d)`` under ``tag``
+    (a dict of arrays, scalars and strings; no pickles). Lets the layers above register their
+    record types without this module importing them."""
+    def register(cls):
+        if tag in _TYPES and _TYPES[tag] is not cls:
+            raise ValueError(f"cache tag {tag!r} is already registered for {_TYPES[tag].__name__}")
+        _TYPES[tag] = cls
+        return cls
+    return register
+
+
 def _pack(value, arrays: dict, where: str):
     """JSON-able manifest node for ``value``; arrays are moved into ``arrays``."""
     if value is None:
@@ -267,13 +274,13 @@ def _pack(value, arrays: dict, where: str):
                 raise TypeError(f"{where}: dict keys must be str, int, float, bool or None to be cached, got {k!r}")
         return {"t": "dict", "v": [[_pack(k, arrays, f"{where} key"), _pack(v, arrays, f"{where}[{k!r}]")]
                                    for k, v in value.items()]}
-    from lowrank_learning.trajectory import Trajectory
-
-    if isinstance(value, Trajectory):
-        return {"t": "trajectory", "v": _pack(value.to_dict(), arrays, f"{where} (Trajectory)")}
+    for tag, cls in _TYPES.items():
+        if type(value) is cls:
+            return {"t": tag, "v": _pack(value.to_dict(), arrays, f"{where} ({cls.__name__})")}
     raise TypeError(
         f"{where}: cannot cache a value of type {type(value).__module__}.{type(value).__qualname__}; "
-        "supported: numpy/JAX arrays, Python scalars and strings, Trajectory, and dicts/lists/tuples of these"
+        "supported: numpy/JAX arrays, Python scalars and strings, the registered types "
+        f"({', '.join(c.__name__ for c in _TYPES.values())}), and dicts/lists/tuples of these"
     )
 
 
@@ -301,10 +308,8 @@ def _unpack(node, arrays):
         return tuple(_unpack(v, arrays) for v in node["v"])
     if t == "dict":
         return {_unpack(k, arrays): _unpack(v, arrays) for k, v in node["v"]}
-    if t == "trajectory":
-        from lowrank_learning.trajectory import Trajectory
-
-        return Trajectory.from_dict(_unpack(node["v"], arrays))
+    if t in _TYPES:
+        return _TYPES[t].from_dict(_unpack(node["v"], arrays))
     raise _CorruptEntry(f"unknown node type {t!r} in manifest")
 
 

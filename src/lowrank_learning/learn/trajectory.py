@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .architecture import Architecture
-from .errors import InvalidParameterError
-from .overlaps import flatten, named
+from ..core import cache
+from ..core._atomic import atomic_open
+from ..core.architecture import Architecture
+from ..core.errors import InvalidParameterError
+from ..core.overlaps import flatten, named
 
 
 def _drop_epoch(drop, method) -> int:
@@ -26,12 +28,12 @@ def _drop_epoch(drop, method) -> int:
 
 def _save_npz(path, arrays: dict) -> None:
     """Write ``arrays`` to an ``.npz`` file atomically (a temporary file renamed into place)."""
-    from ._atomic import atomic_open
 
     with atomic_open(path, "wb") as f:
         np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
 
 
+@cache.cacheable("trajectory")
 @dataclass(frozen=True)
 class Trajectory:
     """What a learner recorded, epoch by epoch.
@@ -55,7 +57,7 @@ class Trajectory:
         The learning rate used by each epoch's update (a schedule's values; ``lr`` repeated for
         a constant rate).
     drop : int or None
-        For a loss-triggered schedule (:class:`~lowrank_learning.schedules.DropBelow`): the epoch
+        For a loss-triggered schedule (:class:`~lowrank_learning.learn.schedules.DropBelow`): the epoch
         at which the rate dropped, -1 if it never did; None for schedules without a drop. Read
         it through :attr:`drop_epoch`.
     """

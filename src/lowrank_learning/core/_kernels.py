@@ -1,6 +1,6 @@
 """A compiled CPU kernel (numba) for the fused adjoint of the latent recurrence.
 
-:func:`~lowrank_learning.reduced.ensemble_value_and_grad` computes the losses and ``dL/dSigma``
+:func:`~lowrank_learning.core.latent.ensemble_value_and_grad` computes the losses and ``dL/dSigma``
 of an ensemble of reduced models. Written in XLA, each time step is about twenty small kernels,
 and on a CPU their launch cost, not the arithmetic, sets the speed (about 23 ms for E8's 20
 networks x 128 trials x 400 steps). This module writes the same computation as one loop nest:
@@ -23,6 +23,7 @@ import itertools
 import os
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -33,6 +34,8 @@ import numpy as np
 from ._atomic import atomic_open
 from .activations import is_linear
 from .architecture import Architecture
+from .batch import loss_weight
+from .errors import InvalidParameterError
 
 KERNELS = ("auto", "numba", "xla")
 _VERSION = "2"  # bump when the generator changes (part of the cache key)
@@ -63,7 +66,6 @@ _MIN_WORK_LINEAR = 1 << 17
 
 def requested(kernel: str = "auto") -> str:
     """``kernel``, with ``auto`` replaced by the environment variable ``LOWRANK_KERNEL`` if set."""
-    from .errors import InvalidParameterError
 
     if kernel not in KERNELS:
         raise InvalidParameterError(f"kernel must be one of {KERNELS}, got {kernel!r}")
@@ -82,7 +84,6 @@ def choose(kernel: str, arch: Architecture, work: int | None = None) -> str:
     installed, JAX's default backend is the CPU, and the units are erf, or linear with at least
     ``_MIN_WORK_LINEAR`` trial-steps (``work``); else XLA.
     """
-    from .errors import InvalidParameterError
 
     kernel = requested(kernel)
     if kernel == "auto":
@@ -358,7 +359,6 @@ def _threads() -> int:
 
 @lru_cache(maxsize=None)
 def _pool_for(n: int):
-    from concurrent.futures import ThreadPoolExecutor
 
     return ThreadPoolExecutor(max_workers=n, thread_name_prefix="lowrank-kernel")
 
@@ -413,10 +413,7 @@ def _host(arch: Architecture, dt: float, loss_kind: str, Sigma, inputs, targets,
         list(_pool().map(lambda i: fn(*args, W[i], Lb, cuts[i], cuts[i + 1]), range(n)))
     tot = sums.reshape(E, per, -1).sum(axis=1).T  # (rows + 2, E), float64
     sq, msum = tot[-2], tot[-1]
-    if loss_kind == "sum_time":
-        wgt = np.full(E, dt / B)
-    else:
-        wgt = np.where(msum > 0, 1.0 / np.where(msum > 0, msum, 1.0), 0.0)
+    wgt = loss_weight(loss_kind, dt, B, msum, xp=np)
     G = np.zeros((E, K, K), dtype)
     for k, (name, i, j) in enumerate(rows):
         G[:, s[name[0]].start + i, s[name[1]].start + j] = wgt * tot[k]
@@ -429,7 +426,7 @@ def time_major(a, dtype):
 
 
 def value_and_grad(arch: Architecture, Sigma, inputs, targets, mask, dt: float, loss_kind: str, row=None):
-    """Same contract as :func:`~lowrank_learning.reduced.ensemble_value_and_grad`, on the host
+    """Same contract as :func:`~lowrank_learning.core.latent.ensemble_value_and_grad`, on the host
     through ``jax.pure_callback`` (usable inside ``jit``, ``scan`` and ``vmap``).
 
     With ``row`` (E,) ints, ``inputs`` etc. hold G distinct batches (G, B, T, .) and member

@@ -1,7 +1,7 @@
 """The architecture of a low-rank RNN: rank, input/output dimensions, activation.
 
 The K = n_in + 2 rank + n_out connectivity vectors are stacked as the columns of
-``X`` (shape ``(N, K)``) in the fixed order ``M, U, V, Z`` (THEORY.md section 2):
+``X`` (shape ``(N, K)``) in the fixed order ``M, U, V, Z`` (book/theory.md, section 2):
 
 ====  ========  ==============================
 group columns   role
@@ -157,11 +157,11 @@ class Architecture:
         """The blocks ``(row group, column group)`` of Sigma that the reduced model reads.
 
         The single source of the visible/invisible partition: the reduced model
-        (:mod:`lowrank_learning.reduced`) hands its dynamics these blocks and no others, and
+        (:mod:`lowrank_learning.core.latent`) hands its dynamics these blocks and no others, and
         :attr:`visible_matrix` marks them. A linear network's output depends on ``V^T M``,
         ``V^T U``, ``Z^T M`` and ``Z^T U`` only; with a nonlinearity the gain of the Gaussian
         pre-activation adds its variance, which reads ``M^T M``, ``U^T U`` and ``M^T U``
-        (THEORY.md sections 3-4).
+        (book/theory.md, sections 3-4).
         """
         blocks = (("V", "M"), ("V", "U"), ("Z", "M"), ("Z", "U"))
         if not is_linear(self.activation):

@@ -1,7 +1,7 @@
 """Activation functions phi and their Gaussian gains.
 
 For a zero-mean Gaussian pre-activation of variance ``Delta`` the gain is
-``Gain(Delta) = E[phi'(sqrt(Delta) xi)]``, ``xi ~ N(0, 1)`` (THEORY.md section 3).
+``Gain(Delta) = E[phi'(sqrt(Delta) xi)]``, ``xi ~ N(0, 1)`` (book/theory.md, section 3).
 
 * ``linear``: phi(x) = x, Gain = 1.
 * ``erf``: phi(x) = erf(sqrt(pi)/2 x) (slope 1 at 0), Gain = 1/sqrt(1 + pi Delta / 2) (closed form).

@@ -1,0 +1,67 @@
+"""Validators shared by every public entry point: one rule each, one message format.
+
+Each raises :class:`~lowrank_learning.core.errors.InvalidParameterError` naming the field and
+the value it got, and returns the value in the type the caller computes with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InvalidParameterError
+
+
+def is_int(value) -> bool:
+    """True for Python and NumPy integers (``bool`` is not an integer here)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    """True for finite real numbers (Python or NumPy; not ``bool``)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and bool(np.isfinite(value))
+
+
+def check_int(name: str, value, minimum: int | None = None) -> int:
+    """An integer ``>= minimum`` (any integer when ``minimum`` is None), returned as ``int``."""
+    if not is_int(value) or (minimum is not None and value < minimum):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise InvalidParameterError(f"{name} must be an integer{bound}, got {value!r}")
+    return int(value)
+
+
+def check_seed(value, name: str = "seed") -> int:
+    """A random seed: a non-negative integer (NumPy and JAX both accept these)."""
+    return check_int(name, value, 0)
+
+
+def check_positive(name: str, value) -> float:
+    """A finite number > 0, returned as ``float``."""
+    if not is_number(value) or value <= 0:
+        raise InvalidParameterError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def check_nonnegative(name: str, value) -> float:
+    """A finite number >= 0, returned as ``float``."""
+    if not is_number(value) or value < 0:
+        raise InvalidParameterError(f"{name} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def check_vectors(X, K: int, vector_names, name: str = "X") -> None:
+    """``X`` has shape ``(N, K)`` with ``N >= 1`` (columns ``vector_names``) and finite entries."""
+    shape = tuple(getattr(X, "shape", np.shape(X)))
+    if len(shape) != 2 or shape[1] != K or shape[0] < 1:
+        raise InvalidParameterError(
+            f"{name} must have shape (N, {K}) with N >= 1 for vectors {tuple(vector_names)}, got {shape}"
+        )
+    if not bool(np.all(np.isfinite(np.asarray(X)))):
+        raise InvalidParameterError(f"{name} has non-finite entries (NaN or inf)")
+
+
+def check_choice(name: str, value, options) -> str:
+    """One of ``options`` (compared with ``==``)."""
+    if value not in tuple(options):
+        raise InvalidParameterError(f"{name} must be one of {tuple(options)}, got {value!r}")
+    return value

@@ -1,0 +1,80 @@
+"""The cost of learning: seconds per epoch of the overlap dynamics and of full networks (performance chapter)."""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+
+from ..core.architecture import Architecture
+from ..core.errors import InvalidParameterError
+from ..core.overlaps import sample_vectors, sigma_from_named
+from ..learn.overlap_space import learn_overlaps
+from ..learn.vectors import learn_vectors
+from ..tasks import exponential_filter
+from .validation import INIT_OVERLAPS, e9_task
+
+
+def _seconds_per_epoch(run, epochs: int, repeats: int) -> tuple[float, float]:
+
+    run(epochs)  # compiles (same shapes and chunk size as the timed runs)
+    times = []
+    for _ in range(int(repeats)):
+        t0 = time.perf_counter()
+        run(epochs)
+        times.append((time.perf_counter() - t0) / epochs)
+    return float(np.median(times)), float(np.min(times))
+
+
+def scaling_benchmark(N_values, activations=("linear", "erf"), epochs: int = 16, repeats: int = 3,
+                      epochs_largest: int | None = None) -> dict:
+    """Seconds per training epoch of the overlap dynamics (any N) and of the full network (per N).
+
+    Workloads: ``linear`` on the E1 task (impulse response, 400 steps, one trial); ``erf`` on
+    E9's flip-flop (4 fresh trials of 200 steps per epoch). Each timing compiles first with an
+    untimed run of the same shapes, then reports the median (and best) of ``repeats`` runs of
+    ``epochs`` epochs (``epochs_largest`` at the largest N). Precision: whatever JAX is set to.
+
+    Returns ``{"N": [...], "<act>": {"overlap_s", "overlap_best_s", "full_s" (per N),
+    "full_best_s" (per N)}, "device": str, "dtype": str}``.
+    """
+
+    N_values = [int(n) for n in N_values]
+    if not N_values or min(N_values) < 1:
+        raise InvalidParameterError(f"scaling_benchmark: N_values must be integers >= 1, got {N_values}")
+    out = {"N": N_values, "device": jax.devices()[0].platform,
+           "dtype": "float64" if jax.config.jax_enable_x64 else "float32"}
+    big = max(N_values)
+    for act in activations:
+        arch = Architecture(activation=act)
+        if act == "linear":
+            task, lr = exponential_filter(c=0.2, dt=0.05, T_max=20.0), 5e-3
+        else:
+            task, lr = e9_task("flipflop", act, 4, 0.1, 20.0), 0.1
+        S0 = sigma_from_named(arch, INIT_OVERLAPS)
+        ov = _seconds_per_epoch(lambda e: learn_overlaps(arch, S0, task, lr, e, progress=False), 8 * epochs, repeats)
+        rec = {"overlap_s": ov[0], "overlap_best_s": ov[1], "full_s": [], "full_best_s": []}
+        for N in N_values:
+            X0 = sample_vectors(arch, N, seed=0, sigma=S0)
+            ep = int(epochs_largest or epochs) if N == big else int(epochs)
+            fu = _seconds_per_epoch(lambda e: learn_vectors(arch, X0, task, lr, e, progress=False), ep, repeats)
+            rec["full_s"].append(fu[0])
+            rec["full_best_s"].append(fu[1])
+        out[act] = rec
+    return out
+
+
+def crossover_size(N, full_s, overlap_s: float) -> float:
+    """Smallest N at which the full network costs as much per epoch as the overlap dynamics,
+    from a fit ``t_full(N) = c0 + c1 N`` (least squares on relative errors); 0 if the full network
+    is slower already at N -> 0 (``c0 >= overlap_s``), NaN if it never becomes slower."""
+    N = np.asarray(N, dtype=float)
+    t = np.asarray(full_s, dtype=float)
+    A = np.stack([np.ones_like(N), N], axis=1) / t[:, None]
+    (c0, c1), *_ = np.linalg.lstsq(A, np.ones_like(N), rcond=None)
+    if c0 >= overlap_s:
+        return 0.0
+    if c1 <= 0:
+        return float("nan")
+    return float((overlap_s - c0) / c1)
