@@ -5,7 +5,6 @@ import pytest
 from scipy import stats
 
 import lowrank_learning as ll
-from lowrank_learning.core.initial import balanced_vectors, random_overlaps
 
 ERF = ll.Architecture(rank=1, activation="erf")
 
@@ -13,7 +12,7 @@ ERF = ll.Architecture(rank=1, activation="erf")
 # --------------------------------------------------------------------------- balanced_vectors
 @pytest.mark.parametrize("N, seed", [(600, 0), (50, 3), (4000, 11)])
 def test_balanced_overlaps_exact(N, seed):
-    X = balanced_vectors(ERF, N, seed)
+    X = ll.balanced_vectors(ERF, N, seed)
     assert X.shape == (N, 4) and X.dtype == np.float64
     s = ll.named(ERF, X.T @ X / N)  # overlaps computed here, not with the package
     for norm in ("mm", "uu", "vv", "zz"):
@@ -27,7 +26,7 @@ def test_balanced_overlaps_exact(N, seed):
 def test_balanced_is_a_small_change_of_the_gaussian_draw():
     N, seed = 600, 2
     X0 = ll.sample_vectors(ERF, N, seed)
-    X = balanced_vectors(ERF, N, seed)
+    X = ll.balanced_vectors(ERF, N, seed)
     s0, s = ll.named(ERF, X0.T @ X0 / N), ll.named(ERF, X.T @ X / N)
     # the overlaps not in a pair are those of the Gaussian draw
     for name in ("zm", "vu"):
@@ -43,7 +42,7 @@ def test_balanced_pair_has_the_conditional_variance():
     """The authors' rejection draw (zu = vm given independent zu, vm of variance 1/N on the
     sphere) has the common value of variance 1/(2N); so must the direct construction."""
     N, n = 100, 600
-    zu = np.array([ll.named(ERF, ll.overlaps(balanced_vectors(ERF, N, s)))["zu"] for s in range(n)])
+    zu = np.array([ll.named(ERF, ll.overlaps(ll.balanced_vectors(ERF, N, s)))["zu"] for s in range(n)])
     expected = 1.0 / (2 * N)
     # relative standard error of a variance estimate from n Gaussian samples: sqrt(2/n) = 5.8%
     assert np.var(zu) == pytest.approx(expected, rel=5 * np.sqrt(2 / n))
@@ -51,9 +50,9 @@ def test_balanced_pair_has_the_conditional_variance():
 
 
 def test_balanced_reproducible_and_seeded():
-    a, b = balanced_vectors(ERF, 300, 5), balanced_vectors(ERF, 300, 5)
+    a, b = ll.balanced_vectors(ERF, 300, 5), ll.balanced_vectors(ERF, 300, 5)
     np.testing.assert_array_equal(a, b)
-    assert not np.allclose(a, balanced_vectors(ERF, 300, 6))
+    assert not np.allclose(a, ll.balanced_vectors(ERF, 300, 6))
 
 
 @pytest.mark.parametrize("kwargs, field", [
@@ -64,7 +63,7 @@ def test_balanced_reproducible_and_seeded():
 ])
 def test_balanced_bad_input(kwargs, field):
     with pytest.raises(ll.InvalidParameterError, match=field):
-        balanced_vectors(**kwargs)
+        ll.balanced_vectors(**kwargs)
 
 
 # --------------------------------------------------------------------------- random_overlaps
@@ -86,7 +85,7 @@ def _reference_draws(n, seed, scale=0.4, lo=0.5, hi=2.0):
 
 
 def test_random_overlaps_as_specified():
-    r = random_overlaps(ERF, 500, seed=0)
+    r = ll.random_overlaps(ERF, 500, seed=0)
     S = r.sigma
     assert S.shape == (500, 4, 4)
     np.testing.assert_array_equal(S, np.swapaxes(S, 1, 2))
@@ -105,7 +104,7 @@ def test_random_overlaps_as_specified():
 
 
 def test_random_overlaps_distribution_matches_an_independent_rejection_sampler():
-    r = random_overlaps(ERF, 3000, seed=1)
+    r = ll.random_overlaps(ERF, 3000, seed=1)
     ref, _ = _reference_draws(3000, seed=2)
     flat, flat_ref = ll.flatten(ERF, r.sigma), ll.flatten(ERF, ref)
     for k, name in enumerate(ERF.overlap_names):
@@ -119,7 +118,7 @@ def test_rejection_count_matches_monte_carlo_acceptance_rate():
     _, rej_mc = _reference_draws(n_mc, seed=7)
     p = n_mc / (n_mc + rej_mc)
     n = 2000
-    r = random_overlaps(ERF, n, seed=3)
+    r = ll.random_overlaps(ERF, n, seed=3)
     # rejections before the n-th acceptance ~ NegBin(n, p): mean n(1-p)/p, var n(1-p)/p^2
     mean, sd = n * (1 - p) / p, np.sqrt(n * (1 - p)) / p
     sd_p = np.sqrt(p * (1 - p) / (n_mc + rej_mc)) * n / p**2  # uncertainty of the MC mean
@@ -128,28 +127,28 @@ def test_rejection_count_matches_monte_carlo_acceptance_rate():
 
 
 def test_random_overlaps_margin_and_no_rejection_case():
-    r = random_overlaps(ERF, 200, seed=4, min_eigenvalue=0.2)
+    r = ll.random_overlaps(ERF, 200, seed=4, min_eigenvalue=0.2)
     assert np.min(np.linalg.eigvalsh(r.sigma)) > 0.2
-    assert r.n_rejected > random_overlaps(ERF, 200, seed=4).n_rejected
+    assert r.n_rejected > ll.random_overlaps(ERF, 200, seed=4).n_rejected
     # diagonal draws (no cross overlaps) are always positive definite
-    r0 = random_overlaps(ERF, 50, seed=4, cross_scale=0.0)
+    r0 = ll.random_overlaps(ERF, 50, seed=4, cross_scale=0.0)
     assert r0.n_rejected == 0
     np.testing.assert_array_equal(r0.sigma[:, 0, 1], 0.0)
 
 
 def test_random_overlaps_reproducible_and_prefix_stable():
-    a, b = random_overlaps(ERF, 300, seed=9), random_overlaps(ERF, 300, seed=9)
+    a, b = ll.random_overlaps(ERF, 300, seed=9), ll.random_overlaps(ERF, 300, seed=9)
     np.testing.assert_array_equal(a.sigma, b.sigma)
     assert a.n_rejected == b.n_rejected
-    longer = random_overlaps(ERF, 700, seed=9)  # spans several internal batches
+    longer = ll.random_overlaps(ERF, 700, seed=9)  # spans several internal batches
     np.testing.assert_array_equal(longer.sigma[:300], a.sigma)
     assert longer.n_rejected >= a.n_rejected
-    assert not np.allclose(random_overlaps(ERF, 300, seed=10).sigma, a.sigma)
+    assert not np.allclose(ll.random_overlaps(ERF, 300, seed=10).sigma, a.sigma)
 
 
 def test_random_overlaps_other_architectures():
     arch = ll.Architecture(rank=2, activation="erf")
-    r = random_overlaps(arch, 20, seed=0)
+    r = ll.random_overlaps(arch, 20, seed=0)
     assert r.sigma.shape == (20, 6, 6)
     assert np.min(np.linalg.eigvalsh(r.sigma)) > 0
 
@@ -162,4 +161,4 @@ def test_random_overlaps_other_architectures():
 def test_random_overlaps_bad_input(kwargs, field):
     args = dict(arch=ERF, n=5, seed=0) | kwargs
     with pytest.raises(ll.InvalidParameterError, match=field):
-        random_overlaps(**args)
+        ll.random_overlaps(**args)

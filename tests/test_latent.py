@@ -1,11 +1,16 @@
 """Latent reduction: full network output vs the reduced model (book/theory.md, section 3)."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lowrank_learning as ll
+from lowrank_learning.core import network
+from lowrank_learning.core.batch import loss_value
+from lowrank_learning.core.network import _scan_span, network_step, split_vectors
 
 
 @settings(max_examples=10, deadline=None)
@@ -35,7 +40,6 @@ def test_meanfield_error_shrinks_with_N(act):
                                        "zv": 0.1, "mm": 1.0, "uu": 1.5, "vv": 1.3, "zz": 1.0})
     ff = ll.tasks.flip_flop(n_trials=4, dt=0.05, T_max=10.0, wait_min=2.0, wait_max=3.0,
                             input_amplitude=2.0)
-    import jax
     batch = ff(jax.random.PRNGKey(0))
     y_mf = np.asarray(ll.run_latent(arch, sigma, batch.inputs, batch.dt))
     errs = {}
@@ -54,11 +58,6 @@ def test_meanfield_error_shrinks_with_N(act):
 
 def _euler_reference(arch, X, inputs, dt):
     """The Euler recursion on the N-dimensional state, step by step (network_step in a scan)."""
-    import jax
-    import jax.numpy as jnp
-
-    from lowrank_learning.core.network import network_step, split_vectors
-
     vectors = split_vectors(arch, X)
 
     def step(h, x_t):
@@ -76,12 +75,6 @@ def _euler_reference(arch, X, inputs, dt):
 def test_span_simulation_equals_euler_recursion(N, rank, n_in, n_out, act, B, seed):
     """The span simulation ((B, R) carries, rematerialised steps; run_network's path for large
     problems): outputs, states and the loss gradient equal the plain Euler recursion on h (float64)."""
-    import jax
-    import jax.numpy as jnp
-
-    from lowrank_learning.core.network import _scan_span
-    from lowrank_learning.core.batch import loss_value
-
     arch = ll.Architecture(rank=rank, n_in=n_in, n_out=n_out, activation=act)
     rng = np.random.default_rng(seed)
     X = jnp.asarray(ll.sample_vectors(arch, N, seed=seed) * 1.5)
@@ -101,10 +94,6 @@ def test_span_simulation_equals_euler_recursion(N, rank, n_in, n_out, act, B, se
 
 def test_run_network_takes_the_span_path_for_large_problems(monkeypatch):
     """Both paths of run_network give the same outputs; the threshold picks one by B x T x N."""
-    import jax.numpy as jnp
-
-    from lowrank_learning.core import network
-
     arch = ll.Architecture(activation="erf")
     X = jnp.asarray(ll.sample_vectors(arch, 50, seed=1))
     inputs = jnp.asarray(np.random.default_rng(0).standard_normal((2, 30, 1)))

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lowrank_learning as ll
-from lowrank_learning.tasks import FlipFlop, NoisyPulses
+from lowrank_learning.learn._loop import _get_batch, _partition_task
 
 
 def _reference_flip_flop(onsets, signs, T, dt, pulse_duration, mask_after, amp, target_amp):
@@ -41,7 +41,7 @@ def _reference_flip_flop(onsets, signs, T, dt, pulse_duration, mask_after, amp, 
 ])
 def test_flip_flop_matches_reference(kw):
     kw = {"n_trials": 16, **kw}
-    ff = FlipFlop(**kw)
+    ff = ll.tasks.FlipFlop(**kw)
     key = jax.random.PRNGKey(3)
     b = jax.jit(ff)(key)  # one compiled program (eager dispatch compiles op by op: slower)
     onsets, signs = (np.asarray(a) for a in ff.pulse_times(key))
@@ -70,7 +70,7 @@ def test_flip_flop_matches_reference(kw):
 def test_flip_flop_matches_reference_any_timing(dt, pulse_duration, mask_after, wait_min, wait_span, seed):
     """The pulse generator (one (B, T) pass per pulse) against the plain loops, over timings:
     short and long pulses, no unscored period, waits from 0 s."""
-    ff = FlipFlop(n_trials=6, dt=dt, T_max=12.0, pulse_duration=pulse_duration, mask_after=mask_after,
+    ff = ll.tasks.FlipFlop(n_trials=6, dt=dt, T_max=12.0, pulse_duration=pulse_duration, mask_after=mask_after,
                   wait_min=wait_min, wait_max=wait_min + wait_span, input_amplitude=1.5, target_amplitude=0.5)
     key = jax.random.PRNGKey(seed)
     b = jax.jit(ff)(key)
@@ -85,7 +85,7 @@ def test_flip_flop_matches_reference_any_timing(dt, pulse_duration, mask_after, 
 
 
 def test_flip_flop_pulse_lengths_and_gaps_from_inputs():
-    ff = FlipFlop(n_trials=32)
+    ff = ll.tasks.FlipFlop(n_trials=32)
     b = jax.jit(ff)(jax.random.PRNGKey(0))
     x, ys = np.asarray(b.inputs[..., 0]), np.asarray(b.targets[..., 0])
     for i in range(32):
@@ -106,32 +106,32 @@ def test_flip_flop_pulse_lengths_and_gaps_from_inputs():
 
 
 def test_flip_flop_accepts_long_unscored_period_and_validates():
-    FlipFlop(wait_min=0.5, wait_max=1.0, mask_after=3.0)  # constraint of the old generator is gone
+    ll.tasks.FlipFlop(wait_min=0.5, wait_max=1.0, mask_after=3.0)  # unscored period longer than a wait
     for field, value in [("n_trials", 0), ("dt", -0.1), ("T_max", float("nan")), ("first_pulse", -1.0),
                          ("wait_min", -1.0), ("wait_max", 0.0), ("pulse_duration", 0.0),
                          ("input_amplitude", float("inf")), ("target_amplitude", -1.0), ("mask_after", -0.5)]:
         with pytest.raises(ll.InvalidParameterError, match=f"FlipFlop.{field}"):
-            FlipFlop(**{field: value})
+            ll.tasks.FlipFlop(**{field: value})
     with pytest.raises(ll.InvalidParameterError, match="FlipFlop.wait_min"):
-        FlipFlop(wait_min=3.0, wait_max=2.0)
+        ll.tasks.FlipFlop(wait_min=3.0, wait_max=2.0)
 
 
 def test_noisy_pulses_share_the_flip_flop_generator():
     timing = dict(n_trials=64, dt=0.05, T_max=20.0, wait_min=1.0, wait_max=2.0)
     key = jax.random.PRNGKey(5)
-    proc = NoisyPulses(**timing, noise_std=1.5, pulse_amplitude=2.0)
+    proc = ll.tasks.NoisyPulses(**timing, noise_std=1.5, pulse_amplitude=2.0)
     x = np.asarray(jax.jit(proc)(key))
     assert x.shape == (64, 400, 1) and proc.n_in == 1
     k_pulse, k_noise = jax.random.split(key)
     # the same key gives the same pulses as the flip-flop sampler: the residual is pure noise
-    pulses = np.asarray(jax.jit(FlipFlop(**timing, input_amplitude=1.0))(key).inputs)
+    pulses = np.asarray(jax.jit(ll.tasks.FlipFlop(**timing, input_amplitude=1.0))(key).inputs)
     noise = (x - 2.0 * pulses) / 1.5
     np.testing.assert_allclose(noise, np.asarray(jax.random.normal(k_noise, (64, 400)))[..., None], atol=1e-12)
     assert abs(noise.mean()) < 5 / np.sqrt(noise.size) and abs(noise.std() - 1) < 0.02
     with pytest.raises(ll.InvalidParameterError, match="NoisyPulses.noise_std"):
-        NoisyPulses(noise_std=-1.0)
+        ll.tasks.NoisyPulses(noise_std=-1.0)
     with pytest.raises(ll.InvalidParameterError, match="NoisyPulses.wait_min"):
-        NoisyPulses(wait_min=5.0, wait_max=4.0)
+        ll.tasks.NoisyPulses(wait_min=5.0, wait_max=4.0)
 
 
 # ----------------------------------------------------------------------------- decision making
@@ -139,7 +139,7 @@ def test_decision_making_noise_at_every_step():
     dm = ll.tasks.DecisionMaking(n_trials=256)
     b = jax.jit(dm)(jax.random.PRNGKey(2))
     x, y, m = (np.asarray(a)[..., 0] for a in (b.inputs, b.targets, b.mask))
-    T, dt = dm.n_steps, dm.dt
+    T = dm.n_steps
     assert x.shape == (256, 400) and b.loss == "masked_mean"
     k = np.arange(T)  # periods by step: 1 s, 9 s, 1 s, 9 s at dt 0.05
     fix, stim, delay, resp = k < 20, (k >= 20) & (k < 200), (k >= 200) & (k < 220), k >= 220
@@ -180,7 +180,7 @@ def _teacher_sigma(act="erf"):
 
 def test_teacher_targets_equal_direct_runs():
     arch = ll.Architecture(activation="erf")
-    proc = NoisyPulses(n_trials=4, dt=0.05, T_max=5.0, wait_min=1.0, wait_max=2.0)
+    proc = ll.tasks.NoisyPulses(n_trials=4, dt=0.05, T_max=5.0, wait_min=1.0, wait_max=2.0)
     sigma = _teacher_sigma()
     key = jax.random.PRNGKey(7)
     inputs = proc(key)
@@ -199,7 +199,7 @@ def test_teacher_targets_equal_direct_runs():
 def test_teacher_vectors_and_overlaps_agree_for_linear_units():
     """Independent check: for linear units the overlap teacher is exact, so it equals the vector teacher."""
     arch = ll.Architecture(activation="linear")
-    proc = NoisyPulses(n_trials=3, dt=0.05, T_max=5.0, wait_min=1.0, wait_max=2.0)
+    proc = ll.tasks.NoisyPulses(n_trials=3, dt=0.05, T_max=5.0, wait_min=1.0, wait_max=2.0)
     X = ll.sample_vectors(arch, 30, seed=1)
     key = jax.random.PRNGKey(0)
     by = ll.tasks.teacher(arch, proc, vectors=X)(key)
@@ -210,17 +210,17 @@ def test_teacher_vectors_and_overlaps_agree_for_linear_units():
 
 def test_teacher_sum_time_loss_is_mse_times_duration():
     arch = ll.Architecture(activation="erf")
-    proc = NoisyPulses(n_trials=4, dt=0.05, T_max=5.0, wait_min=1.0, wait_max=2.0)
+    proc = ll.tasks.NoisyPulses(n_trials=4, dt=0.05, T_max=5.0, wait_min=1.0, wait_max=2.0)
     b = ll.tasks.teacher(arch, proc, sigma=_teacher_sigma())(jax.random.PRNGKey(1))
     out = np.asarray(b.targets) + np.asarray(jax.random.normal(jax.random.PRNGKey(9), b.targets.shape))
     mse = np.mean((out - np.asarray(b.targets)) ** 2)
-    np.testing.assert_allclose(float(ll.tasks.loss_value(out, b)), mse * b.n_steps * b.dt, rtol=1e-12)
+    np.testing.assert_allclose(float(ll.loss_value(out, b)), mse * b.n_steps * b.dt, rtol=1e-12)
 
 
 @pytest.mark.slow
 def test_teacher_in_compiled_training_loop():
     arch = ll.Architecture(activation="erf")
-    proc = NoisyPulses(n_trials=4, dt=0.05, T_max=3.0, wait_min=1.0, wait_max=2.0)
+    proc = ll.tasks.NoisyPulses(n_trials=4, dt=0.05, T_max=3.0, wait_min=1.0, wait_max=2.0)
     task = ll.tasks.teacher(arch, proc, sigma=_teacher_sigma())
     # the teacher's array is a dynamic pytree child; the rest is static
     leaves, treedef = jax.tree_util.tree_flatten(task)
@@ -244,7 +244,7 @@ class _UnhashableProcess:
 
 def test_teacher_validates():
     arch = ll.Architecture(activation="erf")
-    proc = NoisyPulses(n_trials=2, dt=0.05, T_max=2.0)
+    proc = ll.tasks.NoisyPulses(n_trials=2, dt=0.05, T_max=2.0)
     S = _teacher_sigma()
     with pytest.raises(ll.InvalidParameterError, match=r"Teacher.params \(overlaps\) must have shape"):
         ll.tasks.teacher(arch, proc, sigma=np.eye(5))
@@ -301,16 +301,14 @@ def test_label_noise_validates():
 
 # ----------------------------------------------------------------------------- all samplers
 @pytest.mark.parametrize("make", [
-    lambda: FlipFlop(n_trials=3, dt=0.05, T_max=10.0),
+    lambda: ll.tasks.FlipFlop(n_trials=3, dt=0.05, T_max=10.0),
     lambda: ll.tasks.DecisionMaking(n_trials=3),
-    lambda: ll.tasks.with_label_noise(FlipFlop(n_trials=3, dt=0.05, T_max=10.0), 0.1),
+    lambda: ll.tasks.with_label_noise(ll.tasks.FlipFlop(n_trials=3, dt=0.05, T_max=10.0), 0.1),
     lambda: ll.tasks.teacher(ll.Architecture(activation="erf"),
-                             NoisyPulses(n_trials=3, dt=0.05, T_max=4.0), sigma=_teacher_sigma()),
+                             ll.tasks.NoisyPulses(n_trials=3, dt=0.05, T_max=4.0), sigma=_teacher_sigma()),
 ], ids=["flip_flop", "decision_making", "label_noise", "teacher"])
 def test_samplers_jit_and_reproducible(make):
     """Each sampler compiles the way the training loop compiles it (array leaves dynamic, the rest static)."""
-    from lowrank_learning.learn._loop import _get_batch, _partition_task
-
     task = make()
     dynamic, static = _partition_task(task)
     hash(static)

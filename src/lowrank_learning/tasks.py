@@ -17,6 +17,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .core._checks import (
+    check_choice,
+    check_finite,
+    check_instance,
+    check_int,
+    check_nonnegative,
+    check_positive,
+    check_vectors,
+)
 from .core.architecture import Architecture
 from .core.batch import LOSSES, Batch, is_concrete
 from .core.errors import InvalidParameterError
@@ -26,9 +35,9 @@ from .core.overlaps import validate_sigma
 
 
 def _n_steps(T_max: float, dt: float, where: str) -> int:
-    for name, v in (("dt", dt), ("T_max", T_max)):
-        if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v > 0):
-            raise InvalidParameterError(f"{where}.{name} must be a positive number, got {v!r}")
+    """Number of steps ``round(T_max / dt)``, at least 1 (``dt`` and ``T_max`` positive)."""
+    check_positive(f"{where}.dt", dt)
+    check_positive(f"{where}.T_max", T_max)
     n = int(round(T_max / dt))
     if n < 1:
         raise InvalidParameterError(f"{where}: T_max/dt must give at least one step")
@@ -59,35 +68,63 @@ def damped_oscillation(c: float = 0.3, omega: float = 2.0, dt: float = 0.05, T_m
     return Batch(_impulse(T, dt), y[None, :, None], np.ones((1, T, 1)), dt, "sum_time")
 
 
-def _check_fields(obj, positive=(), nonneg=(), ints=()):
+def _check_fields(obj, positive=(), nonneg=(), ints=(), finite=()):
+    """Check the named fields of ``obj``: integers >= 1, positive, non-negative and finite
+    numbers; each message names ``Class.field``."""
     name = type(obj).__name__
     for f in ints:
-        v = getattr(obj, f)
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise InvalidParameterError(f"{name}.{f} must be an integer >= 1, got {v!r}")
+        check_int(f"{name}.{f}", getattr(obj, f), 1)
     for f in positive:
-        v = getattr(obj, f)
-        if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v > 0):
-            raise InvalidParameterError(f"{name}.{f} must be a positive number, got {v!r}")
+        check_positive(f"{name}.{f}", getattr(obj, f))
     for f in nonneg:
-        v = getattr(obj, f)
-        if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v >= 0):
-            raise InvalidParameterError(f"{name}.{f} must be a non-negative number, got {v!r}")
+        check_nonnegative(f"{name}.{f}", getattr(obj, f))
+    for f in finite:
+        check_finite(f"{name}.{f}", getattr(obj, f))
 
 
-_TIMING_FIELDS = ("n_trials", "dt", "T_max", "first_pulse", "wait_min", "wait_max",
-                  "pulse_duration", "mask_after")
+@dataclass(frozen=True)
+class _Trials:
+    """The fields every trial sampler starts with: ``n_trials`` trials with Euler step ``dt``.
+
+    A subclass gives the trial duration ``T_max`` (a field or a property).
+    """
+
+    n_trials: int = 128
+    dt: float = 0.05
+
+    @property
+    def n_steps(self) -> int:
+        """Number of time steps of a trial, ``round(T_max / dt)``."""
+        return int(round(self.T_max / self.dt))
 
 
-def _check_timing(obj) -> None:
-    """Validate the flip-flop timing fields shared by :class:`FlipFlop` and :class:`NoisyPulses`."""
-    _check_fields(obj, positive=("dt", "T_max", "pulse_duration", "wait_max"),
-                  nonneg=("first_pulse", "wait_min", "mask_after"), ints=("n_trials",))
-    if obj.wait_min > obj.wait_max:
-        raise InvalidParameterError(
-            f"{type(obj).__name__}.wait_min ({obj.wait_min}) must not exceed wait_max ({obj.wait_max})"
-        )
-    _n_steps(obj.T_max, obj.dt, type(obj).__name__)
+@dataclass(frozen=True)
+class _PulseTiming(_Trials):
+    """The flip-flop timing shared by :class:`FlipFlop` and :class:`NoisyPulses` (one generator,
+    :func:`_pulse_train`).
+
+    Each subclass declares ``mask_after`` and its amplitudes after these fields, in its own
+    order, and names the amplitudes (non-negative numbers) in ``_AMPLITUDES``.
+    """
+
+    T_max: float = 20.0
+    first_pulse: float = 0.5
+    wait_min: float = 4.0
+    wait_max: float = 10.0
+    pulse_duration: float = 0.5
+
+    _AMPLITUDES = ()
+
+    def __post_init__(self):
+        name = type(self).__name__
+        _check_fields(self, positive=("dt", "T_max", "pulse_duration", "wait_max"),
+                      nonneg=("first_pulse", "wait_min", "mask_after"), ints=("n_trials",))
+        if self.wait_min > self.wait_max:
+            raise InvalidParameterError(
+                f"{name}.wait_min ({self.wait_min}) must not exceed wait_max ({self.wait_max})"
+            )
+        _n_steps(self.T_max, self.dt, name)
+        _check_fields(self, nonneg=self._AMPLITUDES)
 
 
 def _pulse_times(obj, key):
@@ -122,11 +159,11 @@ def _pulse_train(obj, key):
     """
     onsets, signs = _pulse_times(obj, key)
     dt = obj.dt
-    t = (jnp.arange(int(round(obj.T_max / dt))) * dt)[None, :]  # (1, T)
+    t = (jnp.arange(obj.n_steps) * dt)[None, :]  # (1, T)
     eps = 0.5 * dt
     n_pulses = onsets.shape[1]
-    # One (B, T) pass per pulse (P is a handful), not (B, T, P) arrays reduced over P: the same
-    # numbers (every sum is of small integers, exact in any order), 2-3x faster on a CPU.
+    # One (B, T) pass per pulse (P is a handful) rather than (B, T, P) arrays reduced over P, to
+    # keep the arrays small; every sum is of small integers, exact in any order.
     pulses = jnp.zeros(t.shape[1:], signs.dtype)
     count = jnp.zeros(t.shape[1:], int)
     blank = jnp.zeros(t.shape[1:], bool)
@@ -142,7 +179,7 @@ def _pulse_train(obj, key):
 
 
 @dataclass(frozen=True)
-class FlipFlop:
+class FlipFlop(_PulseTiming):
     """Sampler of flip-flop trials (E6, E8; the authors' generator): ``key -> Batch``, ``masked_mean`` loss.
 
     Timing: the first pulse starts at ``first_pulse``; each pulse lasts ``pulse_duration`` with
@@ -164,22 +201,11 @@ class FlipFlop:
 
     n_trials: int = 10
     dt: float = 0.025
-    T_max: float = 20.0
-    first_pulse: float = 0.5
-    wait_min: float = 4.0
-    wait_max: float = 10.0
-    pulse_duration: float = 0.5
     input_amplitude: float = 1.0
     target_amplitude: float = 0.5
     mask_after: float = 2.0
 
-    def __post_init__(self):
-        _check_timing(self)
-        _check_fields(self, nonneg=("input_amplitude", "target_amplitude"))
-
-    @property
-    def n_steps(self) -> int:
-        return int(round(self.T_max / self.dt))
+    _AMPLITUDES = ("input_amplitude", "target_amplitude")
 
     def pulse_times(self, key):
         """Onsets in seconds and signs (+-1) of the pulses drawn by ``self(key)``, both (n_trials, P)."""
@@ -199,7 +225,7 @@ def flip_flop(**kwargs) -> FlipFlop:
 
 
 @dataclass(frozen=True)
-class NoisyPulses:
+class NoisyPulses(_PulseTiming):
     """Input process ``key -> inputs`` (n_trials, T, 1): white noise plus flip-flop pulses (E8 phase 2).
 
     ``x_t = noise_std * xi_t + pulse_amplitude * p_t`` with ``xi_t ~ N(0, 1)`` i.i.d. per step
@@ -210,24 +236,11 @@ class NoisyPulses:
     0.5 s, pulses 0.5 s, 2 s unscored period, waits U(4, 10)).
     """
 
-    n_trials: int = 128
-    dt: float = 0.05
-    T_max: float = 20.0
-    first_pulse: float = 0.5
-    wait_min: float = 4.0
-    wait_max: float = 10.0
-    pulse_duration: float = 0.5
     mask_after: float = 2.0
     noise_std: float = 1.5
     pulse_amplitude: float = 2.0
 
-    def __post_init__(self):
-        _check_timing(self)
-        _check_fields(self, nonneg=("noise_std", "pulse_amplitude"))
-
-    @property
-    def n_steps(self) -> int:
-        return int(round(self.T_max / self.dt))
+    _AMPLITUDES = ("noise_std", "pulse_amplitude")
 
     @property
     def n_in(self) -> int:
@@ -247,7 +260,7 @@ def noisy_pulses(**kwargs) -> NoisyPulses:
 
 
 @dataclass(frozen=True)
-class DecisionMaking:
+class DecisionMaking(_Trials):
     """Sampler of perceptual decision-making trials (E8): ``key -> Batch``, ``masked_mean`` loss.
 
     Periods: fixation ``fixation`` s, stimulus ``stimulus`` s, delay ``delay`` s, response
@@ -261,8 +274,6 @@ class DecisionMaking:
     Calling it returns a :class:`Batch` with arrays of shape (n_trials, T, 1), ``T = round(T_max/dt)``.
     """
 
-    n_trials: int = 128
-    dt: float = 0.05
     fixation: float = 1.0
     stimulus: float = 9.0
     delay: float = 1.0
@@ -274,11 +285,8 @@ class DecisionMaking:
 
     def __post_init__(self):
         _check_fields(self, positive=("dt", "stimulus", "response"),
-                      nonneg=("fixation", "delay", "noise_std"), ints=("n_trials",))
-        for f in ("stimulus_scale", "target_scale"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not (isinstance(v, (int, float, np.floating)) and np.isfinite(v)):
-                raise InvalidParameterError(f"DecisionMaking.{f} must be a finite number, got {v!r}")
+                      nonneg=("fixation", "delay", "noise_std"), ints=("n_trials",),
+                      finite=("stimulus_scale", "target_scale"))
         try:
             coh = tuple(float(c) for c in self.coherences)
         except (TypeError, ValueError):
@@ -295,10 +303,6 @@ class DecisionMaking:
     @property
     def T_max(self) -> float:
         return self.fixation + self.stimulus + self.delay + self.response
-
-    @property
-    def n_steps(self) -> int:
-        return int(round(self.T_max / self.dt))
 
     def __call__(self, key) -> Batch:
         B, T, dt = self.n_trials, self.n_steps, self.dt
@@ -380,10 +384,10 @@ class Teacher:
         The teacher's architecture.
     params : array
         ``kind="overlaps"``: the teacher's overlap matrix (K, K), symmetric positive
-        semi-definite; targets from :func:`lowrank_learning.core.latent.run_latent` (exact for
+        semi-definite; targets from :func:`lowrank_learning.run_latent` (exact for
         linear units, the mean-field N -> infinity limit for erf/tanh).
         ``kind="vectors"``: the teacher's vectors X (N, K); targets from the full network,
-        :func:`lowrank_learning.core.network.run_network`.
+        :func:`lowrank_learning.run_network`.
     input_process : callable ``key -> array (B, T, n_in)``
         Hashable (e.g. a frozen dataclass such as :class:`NoisyPulses`); drawn fresh per key.
     dt : float
@@ -407,13 +411,9 @@ class Teacher:
     loss: str = "sum_time"
 
     def __post_init__(self):
-
-        if not isinstance(self.arch, Architecture):
-            raise InvalidParameterError(f"Teacher.arch must be an Architecture, got {type(self.arch).__name__}")
-        if self.kind not in TEACHER_KINDS:
-            raise InvalidParameterError(f"Teacher.kind must be one of {TEACHER_KINDS}, got {self.kind!r}")
-        if self.loss not in LOSSES:
-            raise InvalidParameterError(f"Teacher.loss must be one of {LOSSES}, got {self.loss!r}")
+        check_instance("Teacher.arch", self.arch, Architecture)
+        check_choice("Teacher.kind", self.kind, TEACHER_KINDS)
+        check_choice("Teacher.loss", self.loss, LOSSES)
         if not callable(self.input_process):
             raise InvalidParameterError(
                 f"Teacher.input_process must be a callable key -> inputs (B, T, n_in), "
@@ -445,17 +445,10 @@ class Teacher:
         if not is_concrete(self.params):
             return
         if self.kind == "overlaps":
-
             params = validate_sigma(self.arch, self.params, name="Teacher.params (overlaps)")
         else:
             params = np.asarray(self.params, dtype=float)
-            if params.ndim != 2 or params.shape[1] != self.arch.K or params.shape[0] < 1:
-                raise InvalidParameterError(
-                    f"Teacher.params (vectors) must have shape (N, {self.arch.K}) for vectors "
-                    f"{self.arch.vector_names}, got {params.shape}"
-                )
-            if not np.all(np.isfinite(params)):
-                raise InvalidParameterError("Teacher.params (vectors) has non-finite entries")
+            check_vectors(params, self.arch.K, self.arch.vector_names, "Teacher.params (vectors)")
         object.__setattr__(self, "params", params)
 
     @property
@@ -465,10 +458,8 @@ class Teacher:
     def __call__(self, key) -> Batch:
         inputs = jnp.asarray(self.input_process(key))
         if self.kind == "overlaps":
-
             y = run_latent(self.arch, self.params, inputs, self.dt)
         else:
-
             y = run_network(self.arch, self.params, inputs, self.dt)
         y = jax.lax.stop_gradient(y)
         return Batch(inputs, y, jnp.ones_like(y), self.dt, self.loss)
@@ -490,8 +481,8 @@ def teacher(arch, input_process, *, sigma=None, vectors=None, dt: float | None =
     """Teacher task: targets are the outputs of a teacher network on ``input_process(key)``.
 
     Give exactly one of ``sigma`` (overlaps (K, K): mean-field/exact targets from
-    :func:`~lowrank_learning.core.latent.run_latent`) or ``vectors`` (X (N, K): targets from the
-    full network :func:`~lowrank_learning.core.network.run_network`). See :class:`Teacher`.
+    :func:`~lowrank_learning.run_latent`) or ``vectors`` (X (N, K): targets from the
+    full network :func:`~lowrank_learning.run_network`). See :class:`Teacher`.
 
     Example (E8 phase 2)::
 

@@ -35,6 +35,13 @@ def check_seed(value, name: str = "seed") -> int:
     return check_int(name, value, 0)
 
 
+def check_finite(name: str, value) -> float:
+    """A finite real number, returned as ``float``."""
+    if not is_number(value):
+        raise InvalidParameterError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
 def check_positive(name: str, value) -> float:
     """A finite number > 0, returned as ``float``."""
     if not is_number(value) or value <= 0:
@@ -49,15 +56,27 @@ def check_nonnegative(name: str, value) -> float:
     return float(value)
 
 
-def check_vectors(X, K: int, vector_names, name: str = "X") -> None:
-    """``X`` has shape ``(N, K)`` with ``N >= 1`` (columns ``vector_names``) and finite entries."""
+def check_vectors(X, K: int, vector_names, name: str = "X", finite: bool = True) -> None:
+    """``X`` has shape ``(N, K)`` with ``N >= 1`` (columns ``vector_names``) and, when ``finite``,
+    finite entries.
+
+    With ``finite=False`` only the shape is read, which a JAX tracer has too (free under ``jit``).
+    """
     shape = tuple(getattr(X, "shape", np.shape(X)))
     if len(shape) != 2 or shape[1] != K or shape[0] < 1:
         raise InvalidParameterError(
             f"{name} must have shape (N, {K}) with N >= 1 for vectors {tuple(vector_names)}, got {shape}"
         )
-    if not bool(np.all(np.isfinite(np.asarray(X)))):
+    if finite and not bool(np.all(np.isfinite(np.asarray(X)))):
         raise InvalidParameterError(f"{name} has non-finite entries (NaN or inf)")
+
+
+def check_instance(name: str, value, cls: type):
+    """An instance of ``cls``, returned unchanged."""
+    if not isinstance(value, cls):
+        article = "an" if cls.__name__[:1] in "AEIOU" else "a"
+        raise InvalidParameterError(f"{name} must be {article} {cls.__name__}, got {type(value).__name__}")
+    return value
 
 
 def check_choice(name: str, value, options) -> str:
@@ -65,3 +84,18 @@ def check_choice(name: str, value, options) -> str:
     if value not in tuple(options):
         raise InvalidParameterError(f"{name} must be one of {tuple(options)}, got {value!r}")
     return value
+
+
+def finite_matrix(values, name: str, min_rows: int = 1, shape: str = "(n_samples, n_features)") -> np.ndarray:
+    """``values`` as a float array of shape ``shape`` (a 1-D array becomes one column), with at
+    least ``min_rows`` rows and only finite entries; else :class:`InvalidParameterError` naming
+    ``name``."""
+    X = np.asarray(values, dtype=float)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2 or X.shape[1] < 1 or X.shape[0] < min_rows:
+        rows = f" with at least {min_rows} rows" if min_rows > 1 else ""
+        raise InvalidParameterError(f"{name} must have shape {shape}{rows}, got {np.shape(values)}")
+    if not np.all(np.isfinite(X)):
+        raise InvalidParameterError(f"{name} has non-finite entries (NaN or inf)")
+    return X

@@ -47,17 +47,6 @@ def phi(activation: str, x):
     raise _unknown(activation)
 
 
-def phi_prime(activation: str, x):
-    """Derivative phi'(x), elementwise."""
-    if activation == "linear":
-        return jnp.ones_like(x)
-    if activation == "erf":
-        return jnp.exp(-np.pi / 4.0 * x**2)
-    if activation == "tanh":
-        return 1.0 - jnp.tanh(x) ** 2
-    raise _unknown(activation)
-
-
 def gain(activation: str, delta):
     """Gaussian gain ``E[phi'(sqrt(delta) xi)]`` for variance ``delta >= 0`` (any shape).
 

@@ -21,6 +21,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ._checks import check_choice, check_int
 from .activations import ACTIVATIONS, is_linear
 from .errors import InvalidParameterError
 
@@ -28,13 +29,6 @@ GROUPS = ("M", "U", "V", "Z")
 # Which vector is written first in an overlap's name: the paper writes zm, zu, vm, vu, mu, zv.
 _NAME_PRIORITY = {"z": 0, "v": 1, "m": 2, "u": 3}
 _VECTOR_RE = re.compile(r"[muvz]\d*")
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidParameterError(f"Architecture.{name} must be an integer >= 1, got {value!r}")
-    if value < 1:
-        raise InvalidParameterError(f"Architecture.{name} must be >= 1, got {value}")
 
 
 @dataclass(frozen=True)
@@ -65,13 +59,9 @@ class Architecture:
     activation: str = "linear"
 
     def __post_init__(self):
-        _check_positive_int("rank", self.rank)
-        _check_positive_int("n_in", self.n_in)
-        _check_positive_int("n_out", self.n_out)
-        if self.activation not in ACTIVATIONS:
-            raise InvalidParameterError(
-                f"Architecture.activation must be one of {ACTIVATIONS}, got {self.activation!r}"
-            )
+        for name in ("rank", "n_in", "n_out"):
+            check_int(f"Architecture.{name}", getattr(self, name), 1)
+        check_choice("Architecture.activation", self.activation, ACTIVATIONS)
 
     # ------------------------------------------------------------------ vectors
     @property
@@ -94,7 +84,8 @@ class Architecture:
 
     @cached_property
     def vector_names(self) -> tuple[str, ...]:
-        """The name of each column of X, e.g. ``("m", "u", "v", "z")``; numbered (``u1, u2``) when a group has several."""
+        """The name of each column of X, e.g. ``("m", "u", "v", "z")``; numbered (``u1, u2``) when a
+        group has several."""
         names = []
         for g in GROUPS:
             n = self.group_sizes[g]

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import check_choice, check_positive
 from .errors import InvalidParameterError
 
 LOSSES = ("sum_time", "masked_mean")
@@ -77,10 +78,8 @@ class Batch:
             raise InvalidParameterError(
                 f"Batch.mask must have the shape of targets {tuple(self.targets.shape)}, got {tuple(self.mask.shape)}"
             )
-        if not (isinstance(self.dt, (float, int, np.floating)) and np.isfinite(self.dt) and self.dt > 0):
-            raise InvalidParameterError(f"Batch.dt must be a positive number, got {self.dt!r}")
-        if self.loss not in LOSSES:
-            raise InvalidParameterError(f"Batch.loss must be one of {LOSSES}, got {self.loss!r}")
+        check_positive("Batch.dt", self.dt)
+        check_choice("Batch.loss", self.loss, LOSSES)
         for name in ("inputs", "targets", "mask"):
             if not np.all(np.isfinite(np.asarray(getattr(self, name)))):
                 raise InvalidParameterError(f"Batch.{name} has non-finite entries (NaN or inf)")
@@ -96,10 +95,12 @@ class Batch:
 
     @property
     def n_trials(self) -> int:
+        """Number of trials B."""
         return int(self.inputs.shape[0])
 
     @property
     def n_steps(self) -> int:
+        """Number of time steps T."""
         return int(self.inputs.shape[1])
 
     @property

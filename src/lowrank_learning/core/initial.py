@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._checks import check_instance, check_int, check_nonnegative, check_seed
 from .architecture import Architecture
 from .errors import InvalidParameterError
 from .overlaps import overlaps, sample_vectors
@@ -26,16 +27,6 @@ __all__ = ["balanced_vectors", "random_overlaps", "RandomOverlaps"]
 # not depend on n (a run with more points extends a run with fewer).
 _BATCH = 256
 _MAX_DRAWS = 10_000_000
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_seed(seed) -> None:
-    if seed is None or isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidParameterError(f"seed must be a non-negative integer, got {seed!r}")
 
 
 def _sqrtm(S: np.ndarray, inverse: bool = False) -> np.ndarray:
@@ -70,15 +61,14 @@ def balanced_vectors(arch: Architecture, N: int, seed: int) -> np.ndarray:
     -------
     X : array (N, 4), float64, columns ``m, u, v, z``.
     """
-    if not isinstance(arch, Architecture):
-        raise InvalidParameterError(f"arch must be an Architecture, got {type(arch).__name__}")
+    check_instance("arch", arch, Architecture)
     if (arch.rank, arch.n_in, arch.n_out) != (1, 1, 1):
         raise InvalidParameterError(
             "balanced_vectors: the balanced draw is defined for rank 1 with scalar input and output; "
             f"got rank={arch.rank}, n_in={arch.n_in}, n_out={arch.n_out}"
         )
-    _check_int("N", N, arch.K)
-    _check_seed(seed)
+    check_int("N", N, arch.K)
+    check_seed(seed)
     X = sample_vectors(arch, N, seed)
     S = overlaps(X)
     T = S.copy()
@@ -159,22 +149,17 @@ def random_overlaps(arch: Architecture, n: int, seed: int, cross_scale: float = 
     -------
     RandomOverlaps with ``sigma`` (n, K, K) and ``n_rejected``.
     """
-    if not isinstance(arch, Architecture):
-        raise InvalidParameterError(f"arch must be an Architecture, got {type(arch).__name__}")
-    _check_int("n", n, 1)
-    _check_seed(seed)
-    if isinstance(cross_scale, bool) or not isinstance(cross_scale, (int, float, np.floating)) \
-            or not np.isfinite(cross_scale) or cross_scale < 0:
-        raise InvalidParameterError(f"cross_scale must be a non-negative number, got {cross_scale!r}")
+    check_instance("arch", arch, Architecture)
+    check_int("n", n, 1)
+    check_seed(seed)
+    check_nonnegative("cross_scale", cross_scale)
     try:
         lo, hi = (float(v) for v in norm_range)
     except (TypeError, ValueError):
         raise InvalidParameterError(f"norm_range must be a pair (low, high), got {norm_range!r}") from None
     if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo < hi):
         raise InvalidParameterError(f"norm_range must satisfy 0 <= low < high, got {norm_range!r}")
-    if isinstance(min_eigenvalue, bool) or not isinstance(min_eigenvalue, (int, float, np.floating)) \
-            or not np.isfinite(min_eigenvalue) or min_eigenvalue < 0:
-        raise InvalidParameterError(f"min_eigenvalue must be a non-negative number, got {min_eigenvalue!r}")
+    check_nonnegative("min_eigenvalue", min_eigenvalue)
     if min_eigenvalue >= hi:
         raise InvalidParameterError(
             f"min_eigenvalue ({min_eigenvalue}) must be below norm_range's high end ({hi}): "

@@ -21,8 +21,8 @@ from .activations import gain, is_linear
 from .architecture import Architecture
 from .batch import Batch, loss_value
 
-# Time-loop unrolling: measured on CPU (2 cores, float32), unroll=1 gave the fastest
-# gradients (unrolling 4-16 steps made the backward pass 2-5x slower); see benchmarks/.
+# Every time loop (here, in the full network and in the adjoint) runs one step per iteration:
+# unrolling several steps enlarges the compiled loop body and slows the backward pass on CPU.
 _UNROLL = 1
 
 
@@ -37,7 +37,8 @@ def sigma_blocks(arch: Architecture, Sigma) -> dict:
 
 
 def latent_inputs(inputs, dt: float):
-    """Input part of the latent state, ``kappa_t`` for ``t = 0..T`` (shape ``(B, T+1, Din)``)."""
+    """The input coordinate ``kappa_t`` of ``h_t = M kappa_t + U lambda_t``, for ``t = 0..T``
+    (shape ``(B, T+1, Din)``): the input low-pass filtered, ``kappa_{t+1} = kappa_t + dt (-kappa_t + x_t)``."""
     inputs = jnp.asarray(inputs)
     decay = 1.0 - dt
 
@@ -101,8 +102,7 @@ def run_latent(arch: Architecture, Sigma, inputs, dt: float, return_latents: boo
         delta = _quad(k, blk["MM"], k) + 2.0 * _quad(k, blk["MU"], lam) + _quad(lam, blk["UU"], lam)
         return gain(act, jnp.maximum(delta, 0.0))[:, None]
 
-    # The carry holds Gain(Delta_t) so that each step evaluates the gain once; measured
-    # faster on CPU than precomputing the kappa-only terms outside the loop.
+    # The carry holds Gain(Delta_t), so that each step evaluates the gain once, at the new state.
     def step(carry, ks):
         lam, g_t = carry
         k_t, k_next = ks

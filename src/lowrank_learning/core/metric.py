@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_int, check_seed
 from .architecture import Architecture
-from .overlaps import flatten, overlaps, sample_vectors, validate_sigma
+from .overlaps import draw_vectors, flatten, overlaps, validate_sigma
 
 
 def overlap_metric(arch: Architecture, Sigma, plastic=None) -> np.ndarray:
@@ -41,9 +42,10 @@ def metric_structure(arch: Architecture, plastic=None, seed: int = 0, draws: int
     an entry that vanishes at all of them is zero for every Sigma (the metric is polynomial
     in Sigma, so a generic point reveals its support).
     """
+    seed = check_seed(seed)
     nz = np.zeros((arch.n_overlaps, arch.n_overlaps), dtype=bool)
-    for d in range(draws):
-        X = sample_vectors(arch, arch.K + 3, seed=(seed, d))
+    for d in range(check_int("draws", draws, 1)):
+        X = draw_vectors(arch, arch.K + 3, np.random.default_rng((seed, d)))
         Mx = overlap_metric(arch, overlaps(X), plastic)
         nz |= np.abs(Mx) > 1e-10 * np.max(np.abs(Mx))
     return nz

@@ -6,20 +6,16 @@
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from ._checks import check_instance, check_positive, check_vectors
 from .activations import phi
 from .architecture import Architecture
 from .batch import Batch, loss_value
 from .errors import InvalidParameterError
-from .latent import latent_inputs
-
-# Time-loop unrolling: measured on CPU (2 cores, float32), unroll=1 gave the fastest
-# gradients (unrolling 4-16 steps made the backward pass 2-5x slower); see benchmarks/.
-_UNROLL = 1
+from .latent import _UNROLL, latent_inputs
 
 
 def split_vectors(arch: Architecture, X):
@@ -31,7 +27,7 @@ def split_vectors(arch: Architecture, X):
 def network_step(arch: Architecture, vectors, h, x_t, dt: float, kick=None):
     """One Euler step of the network on the N-dimensional state.
 
-    :func:`scan_network` uses it with noise (which leaves the span of U and M) and for small
+    :func:`scan_network` uses it with noise (which leaves the span of M and U) and for small
     problems; otherwise it runs the same recursion in that span (tested against this step).
 
     ``h_{t+1} = h_t + dt (-h_t + U V^T phi(h_t) / N + M x_t) [+ kick]``,
@@ -64,44 +60,42 @@ def network_step(arch: Architecture, vectors, h, x_t, dt: float, kick=None):
 
 
 def _scan_span(arch: Architecture, X, inputs, dt: float, return_states: bool):
-    """Noise-free simulation in the span of U and M (the exact identity of book/theory.md, section 1).
+    """Noise-free simulation in the span of M and U (the exact identity of book/theory.md, section 3).
 
-    From ``h_0 = 0`` the state stays ``h_t = U a_t + M b_t`` with
-    ``a_{t+1} = a_t + dt (-a_t + kappa_t)``, ``kappa_t = V^T phi(h_t) / N`` and the input part
-    ``b_t`` of :func:`~lowrank_learning.core.latent.latent_inputs`. The scan carries only ``(a_t, kappa_t)`` (B, R) and
-    evaluates ``phi`` once per step for both the recurrence and the output. Each step is
-    rematerialised (``jax.checkpoint``), so reverse mode stores the (B, R) carries instead of
-    the (B, T, N) states and recomputes ``h`` on the way back: at large N the gradient is bound
-    by arithmetic, not by memory traffic. Same function as the Euler recursion on ``h``; the
-    rounding differs at machine precision.
+    From ``h_0 = 0`` the state stays ``h_t = M kappa_t + U lambda_t``, with the input coordinate
+    ``kappa_t`` of :func:`~lowrank_learning.core.latent.latent_inputs` and the recurrent
+    coordinate ``lambda_{t+1} = lambda_t + dt (-lambda_t + r_t)``, ``r_t = V^T phi(h_t) / N``.
+    The scan carries only ``(lambda_t, r_t)`` (B, R) and evaluates ``phi`` once per step for
+    both the recurrence and the output. Each step is rematerialised (``jax.checkpoint``), so
+    reverse mode stores the (B, R) carries instead of the (B, T, N) states and recomputes ``h``
+    on the way back: at large N the gradient is bound by arithmetic, not by memory traffic.
+    Same function as the Euler recursion on ``h``; the rounding differs at machine precision.
     """
     M, U, V, Z = split_vectors(arch, X)
     N, R = X.shape[0], arch.rank
-    bs = jnp.swapaxes(latent_inputs(inputs, dt)[:, 1:], 0, 1)  # b_{t+1}, (T, B, Din)
+    kappas = jnp.swapaxes(latent_inputs(inputs, dt)[:, 1:], 0, 1)  # kappa_{t+1}, (T, B, Din)
     readout = jnp.concatenate([V, Z], axis=1) / N           # (N, R + Dout)
-    kappa0 = jnp.broadcast_to(phi(arch.activation, jnp.zeros((), X.dtype)) * jnp.sum(V, axis=0) / N,
-                              (inputs.shape[0], R))
+    r0 = jnp.broadcast_to(phi(arch.activation, jnp.zeros((), X.dtype)) * jnp.sum(V, axis=0) / N,
+                          (inputs.shape[0], R))
 
     @jax.checkpoint
-    def step(carry, b_new):
-        a, kappa = carry
-        a_new = a + dt * (-a + kappa)
-        out = phi(arch.activation, a_new @ U.T + b_new @ M.T) @ readout   # (B, R + Dout)
-        return (a_new, out[:, :R]), (out[:, R:], a_new)
+    def step(carry, kappa_new):
+        lam, r = carry
+        lam_new = lam + dt * (-lam + r)
+        out = phi(arch.activation, lam_new @ U.T + kappa_new @ M.T) @ readout   # (B, R + Dout)
+        return (lam_new, out[:, :R]), (out[:, R:], lam_new)
 
-    _, (ys, a_all) = jax.lax.scan(step, (jnp.zeros_like(kappa0), kappa0), bs, unroll=_UNROLL)
+    _, (ys, lams) = jax.lax.scan(step, (jnp.zeros_like(r0), r0), kappas, unroll=_UNROLL)
     outputs = jnp.swapaxes(ys, 0, 1)
     if not return_states:
         return outputs
-    states = jnp.einsum("tbr,nr->btn", a_all, U) + jnp.einsum("tbi,ni->btn", bs, M)
+    states = jnp.einsum("tbr,nr->btn", lams, U) + jnp.einsum("tbi,ni->btn", kappas, M)
     return outputs, states
 
 
-# The span simulation stores (B, R) carries instead of (B, T, N) states and rematerialises each
-# step; it pays off when the states are large. Per learn_vectors epoch (float32, same session):
-# E8's confirmation (128 x 400 steps, N = 1000) 631 -> 219 ms and E9's N = 10^5 (4 x 200)
-# 1093 -> 475 ms with it; E6's size (10 x 800, N = 600: 4.8e6 states) 37-39 ms either way; a
-# linear network of N = 500 on one 400-step trial 1.9 ms directly, 2.3 ms in the span.
+# The span simulation stores (B, R) carries instead of the (B, T, N) states and rematerialises
+# each step: it pays off when the states are large, and below this many states (B x T x N) the
+# direct recursion on h is as fast.
 _SPAN_MIN_STATES = 1 << 22
 
 
@@ -110,7 +104,7 @@ def scan_network(arch: Architecture, X, inputs, dt: float, return_states: bool =
     """Run :func:`network_step` over time from ``h_0 = 0`` (traceable; no input checks).
 
     Without noise and with at least ``_SPAN_MIN_STATES`` states (B x T x N), the network is
-    simulated in the span of U and M (:func:`_scan_span`: same equations, (B, R) carries, one
+    simulated in the span of M and U (:func:`_scan_span`: same equations, (B, R) carries, one
     ``phi`` per step); otherwise :func:`network_step` runs on the N-dimensional state.
 
     Parameters
@@ -147,17 +141,13 @@ def scan_network(arch: Architecture, X, inputs, dt: float, return_states: bool =
 def check_network_inputs(arch: Architecture, X, inputs, dt, where: str = "run_network") -> None:
     """Raise :class:`InvalidParameterError` unless ``X`` is (N, K), ``inputs`` is (B, T, n_in) and
     ``dt`` > 0. Only static shapes are read (free under ``jit``); a traced ``dt`` is not checked."""
-    if not isinstance(arch, Architecture):
-        raise InvalidParameterError(f"{where}: arch must be an Architecture, got {type(arch).__name__}")
-    if getattr(X, "ndim", None) != 2 or X.shape[1] != arch.K or X.shape[0] < 1:
-        raise InvalidParameterError(
-            f"{where}: X must have shape (N, K={arch.K}) (columns {', '.join(arch.vector_names)}), "
-            f"got {getattr(X, 'shape', type(X).__name__)}")
+    check_instance(f"{where}: arch", arch, Architecture)
+    check_vectors(X, arch.K, arch.vector_names, f"{where}: X", finite=False)
     if getattr(inputs, "ndim", None) != 3 or inputs.shape[2] != arch.n_in:
         raise InvalidParameterError(
             f"{where}: inputs must have shape (B, T, n_in={arch.n_in}), got {getattr(inputs, 'shape', None)}")
-    if isinstance(dt, (int, float)) and not (math.isfinite(dt) and dt > 0):
-        raise InvalidParameterError(f"{where}: dt must be a finite number > 0, got {dt!r}")
+    if isinstance(dt, (int, float, np.integer, np.floating)):
+        check_positive(f"{where}: dt", dt)
 
 
 def run_network(arch: Architecture, X, inputs, dt: float, return_states: bool = False):

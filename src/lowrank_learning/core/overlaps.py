@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ._checks import check_int, check_seed
 from .architecture import Architecture
 from .errors import InvalidOverlapError, InvalidParameterError
 
@@ -146,13 +147,15 @@ def sample_vectors(arch: Architecture, N: int, seed: int, sigma=None, exact: boo
       rounding; entries are still Gaussian-like (a random orthonormal frame times ``sigma^{1/2}``).
       Needs ``N >= K`` (or ``N >= rank(sigma)``).
 
-    Every draw comes from ``numpy.random.default_rng(seed)``.
+    Every draw comes from ``numpy.random.default_rng(seed)``; ``seed`` is a non-negative integer.
     """
-    if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or N < 1:
-        raise InvalidParameterError(f"N must be an integer >= 1, got {N!r}")
-    if seed is None:
-        raise InvalidParameterError("seed must be given explicitly (an int), got None")
-    rng = np.random.default_rng(seed)
+    N = check_int("N", N, 1)
+    return draw_vectors(arch, N, np.random.default_rng(check_seed(seed)), sigma, exact)
+
+
+def draw_vectors(arch: Architecture, N: int, rng: np.random.Generator, sigma=None,
+                 exact: bool = False) -> np.ndarray:
+    """:func:`sample_vectors` with the draws taken from the generator ``rng`` (``N`` unchecked)."""
     K = arch.K
     if sigma is None and not exact:
         X = rng.standard_normal((N, K))
