@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 import lowrank_learning as ll
-from lowrank_learning.analysis.decoding import decode, decode_stack, group_splits
 
 
 def _twins(n_pairs=10, seed=0, shift=0.0, n_features=3):
@@ -18,7 +17,7 @@ def _twins(n_pairs=10, seed=0, shift=0.0, n_features=3):
 
 def test_separable_data_decodes_perfectly():
     X, y, g = _twins(shift=10.0)
-    r = decode(X, y, g)
+    r = ll.decode(X, y, g)
     assert r.n_splits == 50 and r.accuracies.shape == (50,)
     np.testing.assert_array_equal(r.accuracies, 1.0)
     assert r.mean == 1.0 and r.std == 0.0
@@ -37,7 +36,7 @@ def test_label_independent_features_decode_at_chance():
         groups = np.repeat(np.arange(40), 2)
         labels = np.stack([rng.permutation(2) for _ in range(40)]).ravel()  # one of each class per pair
         X = rng.standard_normal((80, 3))
-        r = decode(X, labels, groups, n_splits=10, n_test_groups=20, seed=seed)
+        r = ll.decode(X, labels, groups, n_splits=10, n_test_groups=20, seed=seed)
         assert r.chance == 0.5
         means.append(r.mean)
     assert abs(np.mean(means) - 0.5) < 0.1, np.mean(means)
@@ -45,7 +44,7 @@ def test_label_independent_features_decode_at_chance():
 
 def test_groups_never_straddle_train_and_test():
     g = np.repeat(np.arange(10), 2)
-    splits = group_splits(g, n_splits=50, n_test_groups=2, seed=3)
+    splits = ll.group_splits(g, n_splits=50, n_test_groups=2, seed=3)
     assert len(splits) == 50
     for tr, te in splits:
         assert np.intersect1d(tr, te).size == 0 and np.union1d(tr, te).size == 20
@@ -57,13 +56,13 @@ def test_groups_never_straddle_train_and_test():
 
 def test_reproducible_with_seed_and_noise_matters():
     X, y, g = _twins(shift=0.8, seed=2)
-    a, b = decode(X, y, g, seed=5), decode(X, y, g, seed=5)
+    a, b = ll.decode(X, y, g, seed=5), ll.decode(X, y, g, seed=5)
     np.testing.assert_array_equal(a.accuracies, b.accuracies)
-    c = decode(X, y, g, seed=6)
+    c = ll.decode(X, y, g, seed=6)
     assert not np.array_equal(a.accuracies, c.accuracies)
     # train_noise is applied: with no noise the same splits give different accuracies for weak signals
-    d = decode(X, y, g, seed=5, train_noise=0.0)
-    e = decode(X, y, g, seed=5, train_noise=3.0)
+    d = ll.decode(X, y, g, seed=5, train_noise=0.0)
+    e = ll.decode(X, y, g, seed=5, train_noise=3.0)
     assert not np.array_equal(d.accuracies, e.accuracies)
 
 
@@ -72,8 +71,8 @@ def test_chance_is_majority_class_of_training_split():
     labels = np.array([0] * 6 + [1] * 3 + [2] * 3)
     groups = np.arange(12)
     X = np.random.default_rng(0).standard_normal((12, 2))
-    r = decode(X, labels, groups, n_splits=30, n_test_groups=3, seed=1)
-    splits = group_splits(groups, 30, 3, seed=1)
+    r = ll.decode(X, labels, groups, n_splits=30, n_test_groups=3, seed=1)
+    splits = ll.group_splits(groups, 30, 3, seed=1)
     expected = []
     for tr, te in splits:
         counts = np.bincount(labels[tr], minlength=3)
@@ -86,11 +85,11 @@ def test_chance_is_majority_class_of_training_split():
 def test_stack_uses_the_same_splits():
     X, y, g = _twins(shift=10.0, seed=1)
     noise = np.random.default_rng(9).standard_normal(X.shape)
-    out = decode_stack({"signal": X, "noise": noise}, y, g, n_splits=20)
+    out = ll.decode_stack({"signal": X, "noise": noise}, y, g, n_splits=20)
     assert list(out) == ["signal", "noise"]
     np.testing.assert_array_equal(out["signal"].accuracies, 1.0)
-    np.testing.assert_array_equal(out["noise"].accuracies, decode(noise, y, g, n_splits=20).accuracies)
-    arr = decode_stack(np.stack([X, noise]), y, g, n_splits=20)
+    np.testing.assert_array_equal(out["noise"].accuracies, ll.decode(noise, y, g, n_splits=20).accuracies)
+    arr = ll.decode_stack(np.stack([X, noise]), y, g, n_splits=20)
     assert isinstance(arr, list) and len(arr) == 2
     np.testing.assert_array_equal(arr[1].accuracies, out["noise"].accuracies)
     d = out["signal"].as_dict()
@@ -100,22 +99,22 @@ def test_stack_uses_the_same_splits():
 def test_errors_name_the_problem():
     X, y, g = _twins()
     with pytest.raises(ll.InvalidParameterError, match="labels has 19 entries"):
-        decode(X, y[:-1], g[:-1])
+        ll.decode(X, y[:-1], g[:-1])
     with pytest.raises(ll.InvalidParameterError, match="groups has 19 entries"):
-        decode(X, y, g[:-1])
+        ll.decode(X, y, g[:-1])
     with pytest.raises(ll.InvalidParameterError, match="at least two classes"):
-        decode(X, np.zeros(20), g)
+        ll.decode(X, np.zeros(20), g)
     with pytest.raises(ll.InvalidParameterError, match="need at least 3"):
-        decode(X[:4], y[:4], g[:4])  # 2 pairs cannot hold out 2 and train
+        ll.decode(X[:4], y[:4], g[:4])  # 2 pairs cannot hold out 2 and train
     bad = X.copy()
     bad[3, 1] = np.nan
     with pytest.raises(ll.InvalidParameterError, match="features has non-finite"):
-        decode(bad, y, g)
+        ll.decode(bad, y, g)
     with pytest.raises(ll.InvalidParameterError, match=r"features\['b'\] has non-finite"):
-        decode_stack({"a": X, "b": bad}, y, g)
+        ll.decode_stack({"a": X, "b": bad}, y, g)
     with pytest.raises(ll.InvalidParameterError, match="same number of samples"):
-        decode_stack({"a": X, "b": X[:10]}, y, g)
+        ll.decode_stack({"a": X, "b": X[:10]}, y, g)
     for kw, field in [({"n_splits": 0}, "n_splits"), ({"n_test_groups": 0}, "n_test_groups"),
                       ({"train_noise": -1.0}, "train_noise"), ({"seed": -1}, "seed"), ({"C": 0.0}, "C")]:
         with pytest.raises(ll.InvalidParameterError, match=field):
-            decode(X, y, g, **kw)
+            ll.decode(X, y, g, **kw)

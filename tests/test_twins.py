@@ -6,7 +6,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lowrank_learning as ll
-from lowrank_learning import twins
 
 
 @settings(max_examples=8, deadline=None)
@@ -40,35 +39,35 @@ def test_conservation_violation_matches_parameter_space(rank, n_in, n_out, act, 
 def test_twin_gaps_and_decoding():
     rng = np.random.default_rng(0)
     n = 6
-    base = ll.random_overlaps(twins.ARCH, n, seed=1).sigma
+    base = ll.random_overlaps(ll.twins.ARCH, n, seed=1).sigma
     other = base.copy()
     # twin 2 differs from twin 1 only in zz, by +3: an invisible gap, no visible one
-    i, j = twins.ARCH.overlap_pair("zz")
+    i, j = ll.twins.ARCH.overlap_pair("zz")
     other[:, i, j] += 3.0
     S = np.concatenate([base, other])
-    g = twins.twin_gaps(S)
-    np.testing.assert_allclose(g[:, twins.ARCH.overlap_index("zz")], -3.0)
-    norms = twins.gap_norms(S)
+    g = ll.twins.twin_gaps(S)
+    np.testing.assert_allclose(g[:, ll.twins.ARCH.overlap_index("zz")], -3.0)
+    norms = ll.twins.gap_norms(S)
     np.testing.assert_allclose(norms["invisible"], 3.0)
     np.testing.assert_allclose(norms["visible"], 0.0)
-    dec = twins.decode_history({"t": S}, n_splits=10)
+    dec = ll.twins.decode_history({"t": S}, n_splits=10)
     assert dec[("invisible", "t")].mean == 1.0
     assert dec[("visible", "t")].mean == pytest.approx(0.5, abs=0.25)
     with pytest.raises(ll.InvalidParameterError, match="2n, 4, 4"):
-        twins.twin_gaps(S[:5])
+        ll.twins.twin_gaps(S[:5])
     del rng
 
 
 def test_teacher_sigma_is_valid_and_has_the_e8_visible_overlaps():
-    S = twins.teacher_sigma()
-    named = ll.named(twins.ARCH, S)
-    for k, v in twins.TEACHER_VISIBLE.items():
+    S = ll.twins.teacher_sigma()
+    named = ll.named(ll.twins.ARCH, S)
+    for k, v in ll.twins.TEACHER_VISIBLE.items():
         assert named[k] == v
     assert np.linalg.eigvalsh(S)[0] > 0
 
 
 def test_run_twins_small():
-    r = twins.run_twins(n_pairs=3, epochs_phase1=6, epochs_phase2=4, n_trials=4, record_every=2, progress=False)
+    r = ll.twins.run_twins(n_pairs=3, epochs_phase1=6, epochs_phase2=4, n_trials=4, record_every=2, progress=False)
     assert r["p1_loss"].shape == (6, 6) and r["p2_loss"].shape == (6, 4)
     np.testing.assert_array_equal(r["p1_sigma"][:3, 0], r["p1_sigma"][3:, 0])  # twins start equal
     assert r["p1_drops"].shape == (6,)
@@ -119,16 +118,16 @@ def test_violation_history_along_a_schedule():
 def test_confirm_pair_equals_direct_runs():
     """confirm_pair runs the two twins in two threads: each equals learn_vectors / learn_overlaps
     called here directly, one after the other."""
-    start = ll.random_overlaps(twins.ARCH, 1, seed=3).sigma[0]
-    conf = twins.confirm_pair(start, N=40, epochs_phase1=3, epochs_phase2=2, n_trials=4, seed=2)
-    ff, dm, tch = twins.twin_tasks(4)
-    X0 = ll.sample_vectors(twins.ARCH, 40, seed=0, sigma=start, exact=True)
+    start = ll.random_overlaps(ll.twins.ARCH, 1, seed=3).sigma[0]
+    conf = ll.twins.confirm_pair(start, N=40, epochs_phase1=3, epochs_phase2=2, n_trials=4, seed=2)
+    ff, dm, tch = ll.twins.twin_tasks(4)
+    X0 = ll.sample_vectors(ll.twins.ARCH, 40, seed=0, sigma=start, exact=True)
     sched = ll.DropBelow(0.01, 0.015, 5.0)
     for twin, task in (("twin1", ff), ("twin2", dm)):
-        f1 = ll.learn_vectors(twins.ARCH, X0, task, sched, 3, seed=2, progress=False)
-        f2 = ll.learn_vectors(twins.ARCH, f1.final_vectors, tch, 1e-3, 2, seed=3, progress=False)
-        t1 = ll.learn_overlaps(twins.ARCH, start, task, sched, 3, seed=2, progress=False)
-        t2 = ll.learn_overlaps(twins.ARCH, t1.final_sigma, tch, 1e-3, 2, seed=3, progress=False)
+        f1 = ll.learn_vectors(ll.twins.ARCH, X0, task, sched, 3, seed=2, progress=False)
+        f2 = ll.learn_vectors(ll.twins.ARCH, f1.final_vectors, tch, 1e-3, 2, seed=3, progress=False)
+        t1 = ll.learn_overlaps(ll.twins.ARCH, start, task, sched, 3, seed=2, progress=False)
+        t2 = ll.learn_overlaps(ll.twins.ARCH, t1.final_sigma, tch, 1e-3, 2, seed=3, progress=False)
         assert conf[f"{twin}_full_sigma"].shape == (6, 4, 4)
         np.testing.assert_array_equal(conf[f"{twin}_full_sigma"], np.concatenate([f1.sigma, f2.sigma_all]))
         np.testing.assert_array_equal(conf[f"{twin}_full_loss"], np.concatenate([f1.loss, f2.loss]))

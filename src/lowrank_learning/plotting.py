@@ -1,4 +1,4 @@
-"""One plotting style for every notebook (STYLE.md "Figures").
+"""One plotting style for every notebook.
 
 Loss-visible overlaps in blue, loss-invisible in red; the full network as solid lines, theory
 as dashed black on top; log epochs where the dynamics span decades. Every function takes an

@@ -20,7 +20,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ..core.errors import InvalidParameterError, finite_matrix
+from ..core._checks import (
+    check_int,
+    check_nonnegative,
+    check_positive,
+    check_seed,
+    finite_matrix,
+)
+from ..core.errors import InvalidParameterError
 
 __all__ = ["DecodingResult", "group_splits", "decode", "decode_stack"]
 
@@ -66,33 +73,33 @@ class DecodingResult:
                 "train_noise": self.train_noise, "seed": self.seed}
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_labels_groups(labels, groups, n_samples: int | None, n_test_groups: int):
-    labels = np.asarray(labels)
+def _check_groups(groups, n_test_groups: int) -> np.ndarray:
+    """``groups`` (n_samples,) with enough distinct groups to hold ``n_test_groups`` out and train."""
     groups = np.asarray(groups)
-    if labels.ndim != 1:
-        raise InvalidParameterError(f"labels must have shape (n_samples,), got {labels.shape}")
     if groups.ndim != 1:
         raise InvalidParameterError(f"groups must have shape (n_samples,), got {groups.shape}")
-    if n_samples is not None and labels.shape[0] != n_samples:
-        raise InvalidParameterError(
-            f"labels has {labels.shape[0]} entries but features has {n_samples} samples"
-        )
-    if groups.shape[0] != labels.shape[0]:
-        raise InvalidParameterError(f"groups has {groups.shape[0]} entries but labels has {labels.shape[0]}")
-    if np.unique(labels).size < 2:
-        raise InvalidParameterError(f"labels must contain at least two classes, got {np.unique(labels).tolist()}")
     n_groups = np.unique(groups).size
     if n_groups < n_test_groups + 1:
         raise InvalidParameterError(
             f"groups: {n_groups} groups cannot hold out n_test_groups = {n_test_groups} and still train; "
             f"need at least {n_test_groups + 1}"
         )
+    return groups
+
+
+def _check_labels_groups(labels, groups, n_samples: int, n_test_groups: int):
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise InvalidParameterError(f"labels must have shape (n_samples,), got {labels.shape}")
+    if labels.shape[0] != n_samples:
+        raise InvalidParameterError(
+            f"labels has {labels.shape[0]} entries but features has {n_samples} samples"
+        )
+    groups = _check_groups(groups, n_test_groups)
+    if groups.shape[0] != labels.shape[0]:
+        raise InvalidParameterError(f"groups has {groups.shape[0]} entries but labels has {labels.shape[0]}")
+    if np.unique(labels).size < 2:
+        raise InvalidParameterError(f"labels must contain at least two classes, got {np.unique(labels).tolist()}")
     return labels, groups
 
 
@@ -113,17 +120,10 @@ def group_splits(groups, n_splits: int = 50, n_test_groups: int = 2, seed: int =
     tuple of ``n_splits`` pairs ``(train_index, test_index)``, integer arrays into the samples
     (scikit-learn's :class:`~sklearn.model_selection.GroupShuffleSplit`).
     """
-    n_splits = _check_int("n_splits", n_splits, 1)
-    n_test_groups = _check_int("n_test_groups", n_test_groups, 1)
-    seed = _check_int("seed", seed, 0)
-    groups = np.asarray(groups)
-    if groups.ndim != 1:
-        raise InvalidParameterError(f"groups must have shape (n_samples,), got {groups.shape}")
-    if np.unique(groups).size < n_test_groups + 1:
-        raise InvalidParameterError(
-            f"groups: {np.unique(groups).size} groups cannot hold out n_test_groups = {n_test_groups} and "
-            f"still train; need at least {n_test_groups + 1}"
-        )
+    n_splits = check_int("n_splits", n_splits, 1)
+    n_test_groups = check_int("n_test_groups", n_test_groups, 1)
+    seed = check_seed(seed)
+    groups = _check_groups(groups, n_test_groups)
     gss = GroupShuffleSplit(n_splits=n_splits, test_size=n_test_groups, random_state=seed)
     return tuple((tr, te) for tr, te in gss.split(np.zeros((groups.shape[0], 1)), groups=groups))
 
@@ -135,7 +135,7 @@ def _chance(train_labels, test_labels) -> float:
 
 
 def _decode(features, labels, splits, train_noise, seed, C):
-    # tens of samples: one BLAS thread is several times faster than a pool (measured, 2 cores)
+    # tens of samples per fit: too little work for a BLAS thread pool to pay for its overhead
     with threadpool_limits(limits=1):
         return _decode_splits(features, labels, splits, train_noise, seed, C)
 
@@ -159,14 +159,8 @@ def _decode_splits(features, labels, splits, train_noise, seed, C):
 
 
 def _check_options(n_splits, n_test_groups, train_noise, seed, C):
-    n_splits = _check_int("n_splits", n_splits, 1)
-    n_test_groups = _check_int("n_test_groups", n_test_groups, 1)
-    seed = _check_int("seed", seed, 0)
-    for name, v, ok in (("train_noise", train_noise, lambda x: x >= 0), ("C", C, lambda x: x > 0)):
-        if isinstance(v, bool) or not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and ok(v)):
-            raise InvalidParameterError(f"{name} must be a {'non-negative' if name == 'train_noise' else 'positive'} "
-                                        f"number, got {v!r}")
-    return n_splits, n_test_groups, float(train_noise), seed, float(C)
+    return (check_int("n_splits", n_splits, 1), check_int("n_test_groups", n_test_groups, 1),
+            check_nonnegative("train_noise", train_noise), check_seed(seed), check_positive("C", C))
 
 
 def decode(features, labels, groups, n_splits: int = 50, n_test_groups: int = 2,

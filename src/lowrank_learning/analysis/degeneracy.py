@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..core._checks import check_finite, check_nonnegative, check_seed, check_vectors
 from ..core.architecture import Architecture
 from ..core.errors import (
     DivergenceError,
@@ -69,16 +70,14 @@ def _check_targets(arch: Architecture, targets) -> dict[tuple[int, int], float]:
             )
         if pair in out:
             raise InvalidParameterError(f"target sigma_{canon} is given twice")
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(value):
-            raise InvalidParameterError(f"target {name!r} must be a finite number, got {value!r}")
+        value = check_finite(f"target {name!r}", value)
         i, j = pair
         if i == j and value < 0:
             raise UnreachableOverlapError(
                 f"target sigma_{canon} = {value:g} is a squared norm and cannot be negative: "
                 "no vectors have these overlaps"
             )
-        out[pair] = float(value)
+        out[pair] = value
     return out
 
 
@@ -209,35 +208,15 @@ def equivalent_vectors(arch: Architecture, X, targets: Mapping[str, float], seed
         changing an overlap that is kept, or that need more than N dimensions.
     """
     X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[1] != arch.K or X.shape[0] < 1:
-        raise InvalidParameterError(
-            f"X must have shape (N, {arch.K}) for vectors {arch.vector_names}, got {X.shape}"
-        )
-    if not np.all(np.isfinite(X)):
-        raise InvalidParameterError("X has non-finite entries")
+    check_vectors(X, arch.K, arch.vector_names, "X")
+    seed = check_seed(seed)
     N = X.shape[0]
     C, F, new, _, schur = _plan(arch, overlaps(X), targets, change)
     out = X.copy()
     if not C:
         return out
     scale = max(float(np.max(np.abs(new))), np.finfo(float).tiny)
-
-    # span of the kept vectors: X_F / sqrt(N) = Uf sf Vf^T
-    X_F, X_C = X[:, F], X[:, C]
-    if F:
-        Uf, sf, Vft = np.linalg.svd(X_F / np.sqrt(N), full_matrices=False)
-        keep = sf > np.sqrt(_RANK_TOL * scale)
-        Uf, sf, Vft = Uf[:, keep], sf[keep], Vft[keep]
-        base = np.sqrt(N) * Uf @ ((Vft @ new[np.ix_(F, C)]) / sf[:, None])  # X_F alpha
-    else:
-        Uf = np.zeros((N, 0))
-        base = np.zeros((N, len(C)))
-
-    def perp(A):  # project out span(X_F), twice for accuracy
-        for _ in range(2):
-            A = A - Uf @ (Uf.T @ A)
-        return A
-
+    Uf, base = _kept_span(X[:, F], new[np.ix_(F, C)], scale)
     free = N - Uf.shape[1]
     w, V = np.linalg.eigh(schur)
     w = np.clip(w, 0.0, None)
@@ -247,16 +226,63 @@ def equivalent_vectors(arch: Architecture, X, targets: Mapping[str, float], seed
             f"targets {_describe(arch, _check_targets(arch, targets))} are unreachable at N = {N}: "
             f"the kept vectors span {Uf.shape[1]} dimensions and the changed ones need {need} more"
         )
+    Q, beta = _changed_directions(X[:, C], Uf, w, V, seed, scale)
+    out[:, C] = base + np.sqrt(N) * _perp(Uf, Q) @ beta
+    return out
 
-    # Q: orthonormal, orthogonal to span(X_F); aligned with the old X_C's orthogonal part
-    R = perp(X_C) / np.sqrt(N)
-    A, s, Bt = np.linalg.svd(R, full_matrices=False)
+
+def _perp(Uf, A):
+    """``A`` with span(Uf) projected out (twice, for accuracy)."""
+    for _ in range(2):
+        A = A - Uf @ (Uf.T @ A)
+    return A
+
+
+def _kept_span(X_F, S_FC, scale):
+    """``(Uf, X_F alpha)``: an orthonormal basis (N, r) of span(X_F), from the SVD
+    ``X_F / sqrt(N) = Uf sf Vf^T``, and the part (N, |C|) of the changed vectors in that span
+    (``Sigma_FF alpha = Sigma'_FC``, with ``S_FC`` = ``Sigma'_FC``)."""
+    N = X_F.shape[0]
+    if X_F.shape[1] == 0:
+        return np.zeros((N, 0)), np.zeros((N, S_FC.shape[1]))
+    Uf, sf, Vft = np.linalg.svd(X_F / np.sqrt(N), full_matrices=False)
+    keep = sf > np.sqrt(_RANK_TOL * scale)
+    Uf, sf, Vft = Uf[:, keep], sf[keep], Vft[keep]
+    return Uf, np.sqrt(N) * Uf @ ((Vft @ S_FC) / sf[:, None])
+
+
+def _changed_directions(X_C, Uf, w, V, seed, scale):
+    """``(Q, beta)`` of ``X_C' = X_F alpha + sqrt(N) Q beta``, with ``w``, ``V`` the eigenpairs of
+    the Schur complement.
+
+    ``Q`` is orthonormal and orthogonal to span(Uf), aligned with the part of the old ``X_C``
+    outside that span and completed by fresh random directions; then ``beta`` is the symmetric
+    square root of the Schur complement (``Q beta`` is the polar decomposition of that part when
+    the complement is unchanged). With fewer free dimensions than changed vectors, ``Q`` has
+    one column per free dimension and ``beta`` takes the top of the Schur spectrum.
+    """
+    N, n_changed = X_C.shape
+    A, s, Bt = np.linalg.svd(_perp(Uf, X_C) / np.sqrt(N), full_matrices=False)
     good = s > np.sqrt(_RANK_TOL * scale)
-    d = min(len(C), free)
-    cols = [A[:, k] for k in np.flatnonzero(good)][:d]
+    d = min(n_changed, N - Uf.shape[1])
+    cols = _complete_basis(Uf, [A[:, k] for k in np.flatnonzero(good)][:d], d, seed)
+    if d < n_changed:
+        top = np.argsort(w)[::-1][:d]
+        return np.stack(cols, axis=1), np.sqrt(w[top])[:, None] * V[:, top].T
+    # fill the directions of A that carried no length with the fresh ones, in order
+    Afull = A.copy()
+    fresh = iter(cols[int(good.sum()):])
+    for k in np.flatnonzero(~good):
+        Afull[:, k] = next(fresh)
+    return Afull @ Bt, (V * np.sqrt(w)) @ V.T
+
+
+def _complete_basis(Uf, cols, d, seed):
+    """``cols`` (orthonormal, orthogonal to span(Uf)) completed to ``d`` such vectors by random
+    ones drawn from ``numpy.random.default_rng(seed)``."""
     rng = np.random.default_rng(seed)
     while len(cols) < d:
-        g = perp(rng.standard_normal(N))
+        g = _perp(Uf, rng.standard_normal(Uf.shape[0]))
         for c in cols:
             g = g - c * (c @ g)
         for c in cols:
@@ -264,20 +290,7 @@ def equivalent_vectors(arch: Architecture, X, targets: Mapping[str, float], seed
         norm = np.linalg.norm(g)
         if norm > 1e-6:
             cols.append(g / norm)
-    if d == len(C):
-        # fill the directions of A that carried no length with the fresh ones, in order
-        Afull = A.copy()
-        fresh = iter(cols[int(good.sum()):])
-        for k in np.flatnonzero(~good):
-            Afull[:, k] = next(fresh)
-        Q = Afull @ Bt  # polar factor: Q H = R when the Schur complement is unchanged
-        beta = (V * np.sqrt(w)) @ V.T
-    else:  # fewer free dimensions than changed vectors: use the top of the Schur spectrum
-        Q = np.stack(cols, axis=1)
-        top = np.argsort(w)[::-1][:d]
-        beta = np.sqrt(w[top])[:, None] * V[:, top].T
-    out[:, C] = base + np.sqrt(N) * perp(Q) @ beta
-    return out
+    return cols
 
 
 # --------------------------------------------------------------------------- activity
@@ -303,14 +316,11 @@ def run_noisy_network(arch: Architecture, X, inputs, dt: float, noise_std: float
     N = X.shape[0]
     inputs = jnp.asarray(inputs, dtype=X.dtype)
     check_network_inputs(arch, X, inputs, dt, "run_noisy_network")
-    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float, np.integer, np.floating)) \
-            or not (np.isfinite(noise_std) and noise_std >= 0):
-        raise InvalidParameterError(f"run_noisy_network: noise_std must be a finite number >= 0, got {noise_std!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InvalidParameterError(f"run_noisy_network: seed must be an integer, got {seed!r}")
+    noise_std = check_nonnegative("run_noisy_network: noise_std", noise_std)
+    seed = check_seed(seed, "run_noisy_network: seed")
     B, T, _ = inputs.shape
     xi = jax.random.normal(jax.random.PRNGKey(seed), (T, B, N), X.dtype)
-    return _noisy(arch, X, inputs, xi, float(dt), float(noise_std), bool(multiplicative), bool(return_states))
+    return _noisy(arch, X, inputs, xi, float(dt), noise_std, bool(multiplicative), bool(return_states))
 
 
 def _noisy_impl(arch, X, inputs, xi, dt, noise_std, multiplicative, return_states):

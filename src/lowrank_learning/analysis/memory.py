@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from ..core._checks import check_int
 from ..core.adjoint import ensemble_value_and_grad
 from ..core.architecture import Architecture
 from ..core.batch import Batch
@@ -156,8 +157,7 @@ def violation_history(arch: Architecture, run: ScheduleRun, every: int = 10):
     epochs : ndarray (n,) int, the epochs evaluated; rate : ndarray (n,), as in
     :func:`conservation_violation` (0 for linear units).
     """
-    if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
-        raise InvalidParameterError(f"every must be an integer >= 1, got {every!r}")
+    every = check_int("every", every, 1)
     sigma = np.asarray(run.trajectory.sigma)
     idx = np.arange(0, len(sigma), every)
     G = np.zeros((len(idx), arch.K, arch.K), sigma.dtype)

@@ -35,6 +35,7 @@ from sklearn.model_selection import (
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..core._checks import check_int, check_positive, check_seed
 from ..core.architecture import Architecture
 from ..core.batch import Batch
 from ..core.errors import InvalidParameterError, UnreachableOverlapError
@@ -50,20 +51,6 @@ from .stats import mean_se
 __all__ = ["DegenerateEnsemble", "degenerate_ensemble", "probe_curves", "curve_features",
            "decode_from_curves", "diffusion_coefficient", "overlap_drift", "drift_overlaps",
            "drift_vectors", "savings", "reset_invisible", "savings_experiment", "mean_se"]
-
-
-# --------------------------------------------------------------------------- helpers
-def _int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidParameterError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(value) or value <= 0:
-        raise InvalidParameterError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
 
 
 # --------------------------------------------------------------------------- probe learning
@@ -111,10 +98,10 @@ def degenerate_ensemble(arch: Architecture, Sigma, n: int, seed: int, cross_scal
     DegenerateEnsemble with ``sigma`` (n, K, K) and ``invisible`` (n, n_invisible).
     """
     S0 = validate_sigma(arch, Sigma)
-    n = _int("n", n, 1)
-    _int("seed", seed, 0)
-    _int("max_draws", max_draws, 1)
-    cross_scale = _positive("cross_scale", cross_scale)
+    n = check_int("n", n, 1)
+    seed = check_seed(seed)
+    check_int("max_draws", max_draws, 1)
+    cross_scale = check_positive("cross_scale", cross_scale)
     lo, hi = (float(v) for v in norm_range)
     if not (0 <= lo < hi):
         raise InvalidParameterError(f"norm_range must satisfy 0 <= low < high, got {norm_range!r}")
@@ -188,7 +175,7 @@ def curve_features(loss, n_points: int = 40) -> np.ndarray:
     loss = np.asarray(loss, dtype=float)
     if loss.ndim != 2 or loss.shape[1] < 1:
         raise InvalidParameterError(f"loss must have shape (n, epochs), got {loss.shape}")
-    n_points = _int("n_points", n_points, 1)
+    n_points = check_int("n_points", n_points, 1)
     idx = np.unique(np.round(np.geomspace(1, loss.shape[1], n_points)).astype(int) - 1)
     return np.log10(np.maximum(loss[:, idx], 1e-300))
 
@@ -222,8 +209,9 @@ def decode_from_curves(features, targets, n_splits: int = 5, n_permutations: int
     if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
         raise InvalidParameterError("features and targets must be finite")
     y = y.reshape(len(y), -1)
-    n_splits = _int("n_splits", n_splits, 2)
-    n_permutations = _int("n_permutations", n_permutations, 1)
+    n_splits = check_int("n_splits", n_splits, 2)
+    n_permutations = check_int("n_permutations", n_permutations, 1)
+    seed = check_seed(seed)
     if X.shape[0] < 2 * n_splits:
         raise InvalidParameterError(f"need at least {2 * n_splits} samples for {n_splits} splits, got {X.shape[0]}")
     model = make_pipeline(StandardScaler(), RidgeCV(alphas=alphas))
@@ -328,10 +316,10 @@ def drift_overlaps(arch: Architecture, sigma0, task, noise_levels: Sequence[floa
 
     if not isinstance(task, Batch):
         raise InvalidParameterError(f"drift_overlaps: task must be a fixed Batch, got {type(task).__name__}")
-
+    epochs_settle, epochs, record_every, seed = _check_drift_args(epochs_settle, epochs, record_every, seed)
     E = np.asarray(sigma0).shape[0]
-    settle = learn_overlaps_ensemble(arch, sigma0, task, lr, _int("epochs_settle", epochs_settle, 1),
-                                     progress=False, record_every=epochs_settle)
+    settle = learn_overlaps_ensemble(arch, sigma0, task, lr, epochs_settle, progress=False,
+                                     record_every=epochs_settle)
     levels = [float(v) for v in noise_levels]
     if not levels:
         raise InvalidParameterError("noise_levels must be a non-empty sequence of numbers >= 0")
@@ -340,15 +328,21 @@ def drift_overlaps(arch: Architecture, sigma0, task, noise_levels: Sequence[floa
     tasks = [with_label_noise(task, lv) for lv in levels for _ in range(E)]
     seeds = [seed + i for _ in levels for i in range(E)]
     start = np.concatenate([np.asarray(settle.final_sigma)] * L)
-    tr = learn_overlaps_ensemble(arch, start, tasks, lr, _int("epochs", epochs, 2), seeds=seeds, progress=False,
-                                 record_every=_int("record_every", record_every, 1))
+    tr = learn_overlaps_ensemble(arch, start, tasks, lr, epochs, seeds=seeds, progress=False,
+                                 record_every=record_every)
     sig = tr.sigma.reshape(L, E, *tr.sigma.shape[1:])
     return {"settled": settle.final_sigma, "sigma": sig, "times": np.asarray(tr.record_epochs, dtype=float),
-            "loss": tr.loss.reshape(L, E, -1), "clean_loss": _clean_losses(arch, sig, task, overlap_loss)}
+            "loss": tr.loss.reshape(L, E, -1), "clean_loss": _clean_losses(arch, sig, task)}
 
 
-def _clean_losses(arch, sigma, task, overlap_loss):
+def _check_drift_args(epochs_settle, epochs, record_every, seed):
+    """The epoch counts and the seed of :func:`drift_overlaps` and :func:`drift_vectors`."""
+    return (check_int("epochs_settle", epochs_settle, 1), check_int("epochs", epochs, 2),
+            check_int("record_every", record_every, 1), check_seed(seed))
 
+
+def _clean_losses(arch, sigma, task):
+    """The noiseless loss on the fixed batch ``task`` of every overlap matrix in ``sigma`` (..., K, K)."""
     f = jax.jit(jax.vmap(lambda S: overlap_loss(arch, S, task)))
     flat = np.asarray(sigma).reshape(-1, arch.K, arch.K)
     return np.asarray(f(flat)).reshape(np.shape(sigma)[:-2])
@@ -368,14 +362,13 @@ def drift_vectors(arch: Architecture, X0s: Sequence, task, noise_levels: Sequenc
     dict with ``sigma`` (L, E, R, K, K) every ``record_every`` epochs of the noisy phase,
     ``times`` (R,), ``loss`` (L, E, epochs).
     """
-    _int("record_every", record_every, 1)
+    epochs_settle, epochs, record_every, seed = _check_drift_args(epochs_settle, epochs, record_every, seed)
     sig, loss = [], []
-    settled = [learn_vectors(arch, X, task, lr, _int("epochs_settle", epochs_settle, 1), progress=False).final_vectors
-               for X in X0s]
+    settled = [learn_vectors(arch, X, task, lr, epochs_settle, progress=False).final_vectors for X in X0s]
     for level in noise_levels:
         s_l, l_l = [], []
         for i, X in enumerate(settled):
-            tr = learn_vectors(arch, X, task, lr, _int("epochs", epochs, 2), seed=seed + i,
+            tr = learn_vectors(arch, X, task, lr, epochs, seed=seed + i,
                                update_noise=float(level), progress=False)
             s_l.append(tr.sigma[::record_every])
             l_l.append(tr.loss)
@@ -402,7 +395,7 @@ def savings(first, again, level: float) -> dict:
     first time, negative = slower; ``nan`` where the first visit never reached ``level``,
     ``-inf`` where only the return did not.
     """
-    level = _positive("level", level)
+    level = check_positive("level", level)
     a = np.asarray(first, dtype=float)
     b = np.asarray(again, dtype=float)
     if a.ndim < 1 or b.ndim < 1 or a.shape[:-1] != b.shape[:-1]:
@@ -439,7 +432,7 @@ def reset_invisible(arch: Architecture, sigma, reference, steps: int = 30) -> tu
     r = np.asarray(reference, dtype=float)
     if s.ndim != 3 or s.shape != r.shape:
         raise InvalidParameterError(f"sigma and reference must both have shape (E, K, K), got {s.shape}, {r.shape}")
-    steps = _int("steps", steps, 1)
+    steps = check_int("steps", steps, 1)
     names = arch.invisible_names
     out, frac = s.copy(), np.zeros(len(s))
 
@@ -487,10 +480,10 @@ def savings_experiment(arch: Architecture, sigma0, task_a, task_b, lr: float, ep
     that from the start to the end of the first A (small: B kept A's invisible overlaps).
     """
     S0 = np.asarray(sigma0, dtype=float)
+    epochs_a, epochs_b = check_int("epochs_a", epochs_a, 1), check_int("epochs_b", epochs_b, 1)
     kw = dict(progress=False)
-    a1 = learn_overlaps_ensemble(arch, S0, task_a, lr, _int("epochs_a", epochs_a, 1), record_every=epochs_a, **kw)
-    b = learn_overlaps_ensemble(arch, a1.final_sigma, task_b, lr, _int("epochs_b", epochs_b, 1),
-                                record_every=epochs_b, **kw)
+    a1 = learn_overlaps_ensemble(arch, S0, task_a, lr, epochs_a, record_every=epochs_a, **kw)
+    b = learn_overlaps_ensemble(arch, a1.final_sigma, task_b, lr, epochs_b, record_every=epochs_b, **kw)
     a2 = learn_overlaps_ensemble(arch, b.final_sigma, task_a, lr, epochs_a, record_every=epochs_a, **kw)
     start_c, frac = reset_invisible(arch, b.final_sigma, S0)
     c = learn_overlaps_ensemble(arch, start_c, task_a, lr, epochs_a, record_every=epochs_a, **kw)

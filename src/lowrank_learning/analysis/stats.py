@@ -19,7 +19,8 @@ from scipy.optimize import nnls
 from scipy.special import ndtri
 from scipy.stats import kurtosis
 
-from ..core.errors import InvalidParameterError, finite_matrix
+from ..core._checks import check_int, check_seed, finite_matrix
+from ..core.errors import InvalidParameterError
 
 
 def excess_kurtosis(X) -> np.ndarray:
@@ -42,10 +43,10 @@ def gaussian_distance(X, n_projections: int = 64, seed: int = 0) -> float:
     """
 
     X = finite_matrix(X, "gaussian_distance: X", min_rows=4, shape="(N, K)")
-    if isinstance(n_projections, bool) or not isinstance(n_projections, (int, np.integer)) or n_projections < 1:
-        raise InvalidParameterError(f"gaussian_distance: n_projections must be an integer >= 1, got {n_projections!r}")
+    n_projections = check_int("gaussian_distance: n_projections", n_projections, 1)
+    seed = check_seed(seed, "gaussian_distance: seed")
     N, K = X.shape
-    W = np.random.default_rng(seed).standard_normal((K, int(n_projections)))
+    W = np.random.default_rng(seed).standard_normal((K, n_projections))
     W /= np.linalg.norm(W, axis=0)
     P = (X - X.mean(axis=0)) @ W  # (N, n_projections)
     sd = P.std(axis=0)

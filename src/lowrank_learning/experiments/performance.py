@@ -7,6 +7,7 @@ import time
 import jax
 import numpy as np
 
+from ..core._checks import check_int
 from ..core.architecture import Architecture
 from ..core.errors import InvalidParameterError
 from ..core.overlaps import sample_vectors, sigma_from_named
@@ -17,10 +18,11 @@ from .validation import INIT_OVERLAPS, e9_task
 
 
 def _seconds_per_epoch(run, epochs: int, repeats: int) -> tuple[float, float]:
-
-    run(epochs)  # compiles (same shapes and chunk size as the timed runs)
+    """Median and best seconds per epoch of ``run(epochs)`` over ``repeats`` runs, after an
+    untimed run that compiles (same shapes and chunk size as the timed runs)."""
+    run(epochs)
     times = []
-    for _ in range(int(repeats)):
+    for _ in range(repeats):
         t0 = time.perf_counter()
         run(epochs)
         times.append((time.perf_counter() - t0) / epochs)
@@ -39,10 +41,13 @@ def scaling_benchmark(N_values, activations=("linear", "erf"), epochs: int = 16,
     Returns ``{"N": [...], "<act>": {"overlap_s", "overlap_best_s", "full_s" (per N),
     "full_best_s" (per N)}, "device": str, "dtype": str}``.
     """
-
-    N_values = [int(n) for n in N_values]
-    if not N_values or min(N_values) < 1:
-        raise InvalidParameterError(f"scaling_benchmark: N_values must be integers >= 1, got {N_values}")
+    N_values = [check_int(f"scaling_benchmark: N_values[{i}]", n, 1) for i, n in enumerate(N_values)]
+    if not N_values:
+        raise InvalidParameterError("scaling_benchmark: N_values must hold at least one size")
+    epochs = check_int("scaling_benchmark: epochs", epochs, 1)
+    repeats = check_int("scaling_benchmark: repeats", repeats, 1)
+    if epochs_largest is not None:
+        epochs_largest = check_int("scaling_benchmark: epochs_largest", epochs_largest, 1)
     out = {"N": N_values, "device": jax.devices()[0].platform,
            "dtype": "float64" if jax.config.jax_enable_x64 else "float32"}
     big = max(N_values)
@@ -57,7 +62,7 @@ def scaling_benchmark(N_values, activations=("linear", "erf"), epochs: int = 16,
         rec = {"overlap_s": ov[0], "overlap_best_s": ov[1], "full_s": [], "full_best_s": []}
         for N in N_values:
             X0 = sample_vectors(arch, N, seed=0, sigma=S0)
-            ep = int(epochs_largest or epochs) if N == big else int(epochs)
+            ep = (epochs_largest or epochs) if N == big else epochs
             fu = _seconds_per_epoch(lambda e: learn_vectors(arch, X0, task, lr, e, progress=False), ep, repeats)
             rec["full_s"].append(fu[0])
             rec["full_best_s"].append(fu[1])

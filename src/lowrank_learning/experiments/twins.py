@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..analysis.decoding import decode_stack
+from ..core._checks import check_seed
 from ..core.architecture import Architecture
 from ..core.errors import InvalidParameterError
 from ..core.initial import random_overlaps
@@ -85,6 +86,7 @@ def run_twins(n_pairs: int = 10, epochs_phase1: int = 30000, epochs_phase2: int 
     at ``record_epochs`` (R,), ``final`` (2n, 4, 4), ``lrs`` (2n, epochs); ``p1_drops`` (2n,)
     the epoch of each network's rate drop (-1: none).
     """
+    seed = check_seed(seed)
     arch = Architecture(rank=1, activation=activation)
     draw = random_overlaps(arch, n_pairs, seed=seed)
     start = draw.sigma
@@ -103,19 +105,21 @@ def run_twins(n_pairs: int = 10, epochs_phase1: int = 30000, epochs_phase2: int 
     return out
 
 
-def twin_gaps(sigma) -> np.ndarray:
-    """Per pair, twin 1 minus twin 2 for every overlap: (2n, 4, 4) -> (n, 10) (``ARCH.overlap_names`` order)."""
+def twin_gaps(sigma, arch: Architecture = ARCH) -> np.ndarray:
+    """Per pair, twin 1 minus twin 2 for every overlap: (2n, K, K) -> (n, K(K+1)/2), in
+    ``arch.overlap_names`` order (default the E8 networks: (2n, 4, 4) -> (n, 10))."""
     sigma = np.asarray(sigma, dtype=float)
-    if sigma.ndim != 3 or sigma.shape[0] % 2 or sigma.shape[1:] != (4, 4):
-        raise InvalidParameterError(f"twin_gaps: sigma must have shape (2n, 4, 4), got {sigma.shape}")
+    K = arch.K
+    if sigma.ndim != 3 or sigma.shape[0] % 2 or sigma.shape[1:] != (K, K):
+        raise InvalidParameterError(f"twin_gaps: sigma must have shape (2n, {K}, {K}), got {sigma.shape}")
     n = sigma.shape[0] // 2
-    return flatten(ARCH, sigma[:n] - sigma[n:])
+    return flatten(arch, sigma[:n] - sigma[n:])
 
 
 def gap_norms(sigma, arch: Architecture = ARCH) -> dict:
     """Per pair, the Euclidean norm of the twins' difference over the visible and over the
     invisible overlaps of ``arch`` (default erf): ``{"visible": (n,), "invisible": (n,)}``."""
-    g = twin_gaps(sigma)
+    g = twin_gaps(sigma, arch)
     return {"visible": np.linalg.norm(g[:, arch.visible], axis=1),
             "invisible": np.linalg.norm(g[:, ~arch.visible], axis=1)}
 
@@ -129,7 +133,10 @@ def decode_history(states: dict, n_splits: int = 50, n_test_groups: int = 2, tra
     states : dict label -> array (2n, 4, 4)
         Overlaps of all networks at some moments (e.g. start, after phase 1, after phase 2).
     names : dict feature-set name -> tuple of overlap names, optional
-        Default ``{"visible": ARCH.visible_names, "invisible": ARCH.invisible_names}``.
+        Default ``{"visible": arch.visible_names, "invisible": arch.invisible_names}``.
+    arch : Architecture
+        The networks' architecture (default the E8 erf networks); it decides which overlaps
+        are visible.
 
     Returns
     -------
@@ -145,9 +152,9 @@ def decode_history(states: dict, n_splits: int = 50, n_test_groups: int = 2, tra
     groups = np.r_[np.arange(n), np.arange(n)]
     feats = {}
     for set_name, ov in names.items():
-        idx = [ARCH.overlap_index(o) for o in ov]
+        idx = [arch.overlap_index(o) for o in ov]
         for label, S in states.items():
-            feats[(set_name, label)] = flatten(ARCH, np.asarray(S, dtype=float))[:, idx]
+            feats[(set_name, label)] = flatten(arch, np.asarray(S, dtype=float))[:, idx]
     keys = list(feats)
     res = decode_stack({f"{a}|{b}": feats[(a, b)] for a, b in keys}, labels, groups, n_splits=n_splits,
                        n_test_groups=n_test_groups, train_noise=train_noise, seed=seed)
@@ -166,7 +173,7 @@ def confirm_pair(start, N: int, epochs_phase1: int, epochs_phase2: int, n_trials
     over these epochs). Returns a dict with, for ``twin1``/``twin2`` and ``full``/``theory``,
     the overlaps per epoch ``{key}_sigma`` (E1 + E2 + 1, 4, 4) and the losses ``{key}_loss``.
     """
-
+    seed, vector_seed = check_seed(seed), check_seed(vector_seed, "vector_seed")
     ff, dm, tch = twin_tasks(n_trials)
     X0 = sample_vectors(ARCH, N, seed=vector_seed, sigma=np.asarray(start, dtype=float), exact=True)
     sched = DropBelow(lr_phase1, drop_threshold, drop_factor)

@@ -148,8 +148,8 @@ def _scan_epochs(step, state, start, end, C, nan_out):
     """Scan ``step(carry, e) -> (carry, outputs)`` over epochs ``start .. start+C-1``.
 
     Epochs ``>= end`` (only in a run's last chunk) are computed and discarded: the state is
-    kept and ``nan_out`` is recorded. A ``lax.cond`` would skip the work but measured 1.7x slower
-    per epoch with trial samplers on CPU.
+    kept and ``nan_out`` is recorded. A ``lax.cond`` could skip that work, but it costs more at
+    every epoch of every chunk than the few discarded epochs of the last one.
     """
 
     def body(carry, e):
@@ -161,5 +161,7 @@ def _scan_epochs(step, state, start, end, C, nan_out):
     return jax.lax.scan(body, state, start + jnp.arange(C))
 
 
-def _drop_epoch(sched: Schedule, state) -> int | None:
+def _recorded_drop(sched: Schedule, state) -> int | None:
+    """The drop epoch a loss-triggered schedule's final ``state`` holds (-1: it never dropped);
+    None for a schedule without a drop (what :class:`~.trajectory.Trajectory` stores as ``drop``)."""
     return int(state) if sched.drops else None

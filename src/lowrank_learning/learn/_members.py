@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core._checks import check_seed
+from ..core._checks import check_seed, is_int
 from ..core.batch import Batch
 from ..core.errors import InvalidParameterError
 from ._loop import _batch_shapes, _epoch_keys
@@ -21,13 +21,24 @@ def _stack_batch(batch: Batch) -> Batch:
 
 @dataclass(frozen=True)
 class _Members:
-    """How the ensemble's members draw their trials: ``groups`` distinct tasks; member ``i``
-    uses task ``group[i]`` and the ``slot[i]``-th of that task's distinct seeds; all the
-    groups' batches are concatenated and member ``i`` reads row ``row[i]``."""
+    """How the ensemble's members draw their trials (built by :func:`_members`, which returns the
+    distinct tasks, the groups, alongside).
 
-    seeds: tuple  # per group: the distinct seeds, in order
-    row: tuple  # per member: row in the concatenated batches
-    batch: tuple  # every batch's (inputs shape (B, T, Din), targets shape, dt, loss)
+    Attributes
+    ----------
+    seeds : tuple of tuples of int
+        Per group, the distinct seeds of its members in increasing order (``(0,)`` for a fixed
+        Batch): every (group, seed) draws one batch per epoch.
+    row : tuple of int
+        Per member, its batch's row in those batches concatenated group by group, seeds in order.
+    batch : tuple
+        The shapes shared by every member's batch: (inputs shape (B, T, Din), targets shape
+        (B, T, Dout), dt, loss).
+    """
+
+    seeds: tuple
+    row: tuple
+    batch: tuple
 
 
 def _members(arch, tasks, seeds, E):
@@ -37,13 +48,13 @@ def _members(arch, tasks, seeds, E):
     tasks = list(tasks)
     if len(tasks) != E:
         raise InvalidParameterError(f"tasks must be one task or a sequence of {E} (one per member), got {len(tasks)}")
-    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
-        seeds = [int(seeds)] * E
+    if is_int(seeds):
+        seeds = [check_seed(seeds, "seeds")] * E
     seeds = list(seeds)
     if len(seeds) != E:
         raise InvalidParameterError(f"seeds must be one int or a sequence of {E} ints, got {len(seeds)}")
-    for s_ in seeds:
-        check_seed(s_)
+    for i, s_ in enumerate(seeds):
+        check_seed(s_, f"seeds[{i}]")
     groups, group_of = [], []
     for t in tasks:
         for gi, g in enumerate(groups):

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core import _kernels
-from ..core._checks import check_int, check_seed
+from ..core._checks import check_choice, check_int, check_seed
 from ..core.adjoint import ensemble_value_and_grad
 from ..core.architecture import Architecture
 from ..core.batch import Batch
@@ -27,8 +27,8 @@ from ..core.overlaps import validate_sigma
 from ._loop import (
     _check_run_args,
     _chunk_size,
-    _drop_epoch,
     _partition_task,
+    _recorded_drop,
     _run_chunks,
     _scan_epochs,
 )
@@ -41,7 +41,7 @@ RULES = ("exact", "flow", "naive")
 
 def _sym_grad(arch, Sigma, batch, row=None, kernel="auto"):
     """Loss and ``S = G + G^T`` for a stack of overlap matrices ``Sigma`` (E, K, K), by the fused
-    adjoint (:func:`~lowrank_learning.core.latent.ensemble_value_and_grad`). The batch arrays are
+    adjoint (:func:`~lowrank_learning.ensemble_value_and_grad`). The batch arrays are
     (E, B, T, .), or with ``row`` (E,) the distinct batches (G, B, T, .) and member ``e`` trains
     on batch ``row[e]``."""
     loss, G = ensemble_value_and_grad(arch, Sigma, batch.inputs, batch.targets, batch.mask, batch.dt, batch.loss,
@@ -135,8 +135,7 @@ def _overlap_chunk(state, start, end, dynamic, plastic, token=0, *, arch, static
 
 def _learn_overlaps_stack(arch, S0, tasks, sched, epochs, rule, plastic, seeds, substeps, progress,
                           record_every, desc):
-    if rule not in RULES:
-        raise InvalidParameterError(f"rule must be one of {RULES}, got {rule!r}")
+    check_choice("rule", rule, RULES)
     check_int("substeps", substeps, 1)
     check_int("record_every", record_every, 1)
     E = S0.shape[0]
@@ -170,7 +169,8 @@ def _learn_overlaps_stack(arch, S0, tasks, sched, epochs, rule, plastic, seeds, 
 def learn_overlaps(arch: Architecture, Sigma0, task, lr, epochs: int, rule: str = "exact",
                    plastic=None, seed: int = 0, substeps: int = 1,
                    progress: bool | None = None) -> Trajectory:
-    """Learning dynamics in overlap space (book/theory.md, section 5).
+    """Learning dynamics in overlap space (book/theory.md, section 5): the (K, K) overlap matrix
+    learns in place of the (N, K) vectors, whatever N.
 
     Parameters
     ----------
@@ -182,7 +182,7 @@ def learn_overlaps(arch: Architecture, Sigma0, task, lr, epochs: int, rule: str 
     task : Batch or callable ``key -> Batch``
         As in :func:`learn_vectors` (same keys, hence the same trials, for the same seed).
     lr : float or Schedule
-        Overlap-space learning rate eta, or a :mod:`~lowrank_learning.learn.schedules` schedule.
+        Overlap-space learning rate eta, or a :mod:`~lowrank_learning.schedules` schedule.
     epochs : int
     rule : {"exact", "flow", "naive"}
         ``exact``: the discrete map equal to full-network gradient descent (exactly so for
@@ -200,7 +200,7 @@ def learn_overlaps(arch: Architecture, Sigma0, task, lr, epochs: int, rule: str 
     (epochs,). For erf/tanh units the loss is the mean-field (large-N) loss.
 
     The gradient ``dL/dSigma`` comes from the hand-written adjoint of the latent recurrence
-    (:func:`~lowrank_learning.core.latent.ensemble_value_and_grad`); this is the ensemble learner
+    (:func:`~lowrank_learning.ensemble_value_and_grad`); this is the ensemble learner
     :func:`learn_overlaps_ensemble` with one member.
     """
     sched = _check_run_args(lr, epochs)
@@ -210,7 +210,7 @@ def learn_overlaps(arch: Architecture, Sigma0, task, lr, epochs: int, rule: str 
     S, loss, sigma, _, lrs, sstate = _learn_overlaps_stack(arch, S0[None], task, sched, epochs, rule, plastic,
                                                             seed, substeps, progress, 1, f"overlaps ({rule})")
     return Trajectory(arch, loss[:, 0], sigma[:, 0], S[0], sched.first, rule, lrs=lrs[:, 0],
-                      drop=_drop_epoch(sched, sstate[0]))
+                      drop=_recorded_drop(sched, sstate[0]))
 
 
 def _as_sigma(arch, Sigma, name):
@@ -240,7 +240,7 @@ def learn_overlaps_ensemble(arch: Architecture, Sigma0, tasks, lr, epochs: int, 
         the same task (equal samplers, or the same Batch object) and the same seed draw their
         trials once per epoch and share them.
     lr : float or Schedule
-        Shared by the members; a loss-triggered schedule (:class:`~lowrank_learning.learn.schedules.DropBelow`)
+        Shared by the members; a loss-triggered schedule (:class:`~lowrank_learning.schedules.DropBelow`)
         triggers for each member at its own epoch.
     seeds : int or sequence of E ints
         Seed of each member's trials (one int: the same for all).

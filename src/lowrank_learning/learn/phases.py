@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core._checks import check_int, check_nonnegative, check_seed
+from ..core._checks import check_choice, check_int, check_nonnegative, check_seed
 from ..core.architecture import Architecture
 from ..core.cache import memo
 from ..core.errors import InvalidParameterError
@@ -33,7 +33,7 @@ class Phase:
         ``tasks.with_label_noise(...)`` for fresh label noise each epoch).
     lr : float or Schedule
         Learning rate (overlap-space eta for ``gd``, Adam's step size for ``adam``), or a
-        :mod:`~lowrank_learning.learn.schedules` schedule (restarted at each phase).
+        :mod:`~lowrank_learning.schedules` schedule (restarted at each phase).
     epochs : int
     optimizer : {"gd", "adam"}
     update_noise : float
@@ -57,8 +57,7 @@ class Phase:
     def __post_init__(self):
         as_schedule(self.lr, "Phase.lr")
         check_int("Phase.epochs", self.epochs, 1)
-        if self.optimizer not in OPTIMIZERS:
-            raise InvalidParameterError(f"Phase.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        check_choice("Phase.optimizer", self.optimizer, OPTIMIZERS)
         check_nonnegative("Phase.update_noise", self.update_noise)
         if not isinstance(self.label, str):
             raise InvalidParameterError(f"Phase.label must be a string, got {self.label!r}")
@@ -150,10 +149,9 @@ def run_schedule(arch: Architecture, start, phases: Sequence[Phase], space: str 
     -------
     ScheduleRun
     """
-    if space not in ("vectors", "overlaps"):
-        raise InvalidParameterError(f"space must be 'vectors' or 'overlaps', got {space!r}")
-    if rule not in RULES:
-        raise InvalidParameterError(f"rule must be one of {RULES}, got {rule!r}")
+    check_choice("space", space, ("vectors", "overlaps"))
+    check_choice("rule", rule, RULES)
+    check_seed(seed)
     phases = tuple(phases)
     if not phases or not all(isinstance(p, Phase) for p in phases):
         raise InvalidParameterError("phases must be a non-empty sequence of Phase")

@@ -21,14 +21,8 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
+from ..core._checks import check_int, check_positive, is_number
 from ..core.errors import InvalidParameterError
-
-
-def _positive(name: str, field: str, v) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(v) or v <= 0:
-        raise InvalidParameterError(f"{name}.{field} must be a positive finite number, got {v!r}")
-    return float(v)
 
 
 class Schedule:
@@ -64,7 +58,7 @@ class Constant(Schedule):
     lr: float
 
     def __post_init__(self):
-        object.__setattr__(self, "lr", _positive("Constant", "lr", self.lr))
+        object.__setattr__(self, "lr", check_positive("Constant.lr", self.lr))
 
     @property
     def first(self) -> float:
@@ -86,7 +80,7 @@ class Piecewise(Schedule):
     boundaries: tuple = ()
 
     def __post_init__(self):
-        vals = tuple(_positive("Piecewise", "values", v) for v in self.values)
+        vals = tuple(check_positive("Piecewise.values", v) for v in self.values)
         bnds = tuple(self.boundaries)
         if len(vals) != len(bnds) + 1:
             raise InvalidParameterError(
@@ -94,8 +88,7 @@ class Piecewise(Schedule):
                 f"and {len(bnds)} boundaries"
             )
         for b in bnds:
-            if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
-                raise InvalidParameterError(f"Piecewise.boundaries must be epochs >= 1, got {b!r}")
+            check_int("Piecewise.boundaries", b, 1)
         if any(b2 <= b1 for b1, b2 in zip(bnds, bnds[1:])):
             raise InvalidParameterError(f"Piecewise.boundaries must increase strictly, got {bnds}")
         object.__setattr__(self, "values", vals)
@@ -124,9 +117,9 @@ class DropBelow(Schedule):
     drops = True
 
     def __post_init__(self):
-        object.__setattr__(self, "lr", _positive("DropBelow", "lr", self.lr))
-        object.__setattr__(self, "threshold", _positive("DropBelow", "threshold", self.threshold))
-        object.__setattr__(self, "factor", _positive("DropBelow", "factor", self.factor))
+        object.__setattr__(self, "lr", check_positive("DropBelow.lr", self.lr))
+        object.__setattr__(self, "threshold", check_positive("DropBelow.threshold", self.threshold))
+        object.__setattr__(self, "factor", check_positive("DropBelow.factor", self.factor))
 
     @property
     def first(self) -> float:
@@ -142,7 +135,6 @@ def as_schedule(lr, where: str = "lr") -> Schedule:
     """A float becomes :class:`Constant`; a :class:`Schedule` passes through; anything else raises."""
     if isinstance(lr, Schedule):
         return lr
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(lr) or lr <= 0:
+    if not is_number(lr) or lr <= 0:
         raise InvalidParameterError(f"{where} must be a positive finite number or a schedule, got {lr!r}")
     return Constant(float(lr))

@@ -13,7 +13,9 @@ from ..core.errors import InvalidParameterError
 from ..core.overlaps import flatten, named
 
 
-def _drop_epoch(drop, method) -> int:
+def _require_drop_epoch(drop, method) -> int:
+    """The recorded drop epoch ``drop`` of a ``method`` run; raises when the run has none (no
+    loss-triggered schedule, or one that never triggered)."""
     if drop is None:
         raise InvalidParameterError(
             f"this {method} run had no loss-triggered learning-rate schedule, so it has no drop epoch"
@@ -26,11 +28,16 @@ def _drop_epoch(drop, method) -> int:
     return int(drop)
 
 
-def _save_npz(path, arrays: dict) -> None:
-    """Write ``arrays`` to an ``.npz`` file atomically (a temporary file renamed into place)."""
-
+def _save_record(record, path) -> None:
+    """Write to an ``.npz`` file atomically (a temporary file renamed into place)."""
     with atomic_open(path, "wb") as f:
-        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+        np.savez(f, **{k: np.asarray(v) for k, v in record.to_dict().items()})
+
+
+def _load_record(cls, path):
+    """Read a record written by ``save`` (plain arrays and scalars, no pickles)."""
+    with np.load(path, allow_pickle=False) as z:
+        return cls.from_dict({k: z[k] for k in z.files})
 
 
 @cache.cacheable("trajectory")
@@ -57,7 +64,7 @@ class Trajectory:
         The learning rate used by each epoch's update (a schedule's values; ``lr`` repeated for
         a constant rate).
     drop : int or None
-        For a loss-triggered schedule (:class:`~lowrank_learning.learn.schedules.DropBelow`): the epoch
+        For a loss-triggered schedule (:class:`~lowrank_learning.schedules.DropBelow`): the epoch
         at which the rate dropped, -1 if it never did; None for schedules without a drop. Read
         it through :attr:`drop_epoch`.
     """
@@ -74,6 +81,7 @@ class Trajectory:
 
     @property
     def epochs(self) -> int:
+        """Number of epochs (updates)."""
         return int(self.loss.shape[0])
 
     @property
@@ -83,7 +91,7 @@ class Trajectory:
         Raises :class:`~lowrank_learning.InvalidParameterError` if the run had no such schedule
         or its threshold was never reached (there is no drop epoch to report).
         """
-        return _drop_epoch(self.drop, self.method)
+        return _require_drop_epoch(self.drop, self.method)
 
     @property
     def sigma_all(self) -> np.ndarray:
@@ -130,14 +138,8 @@ class Trajectory:
                    None if opt["lrs"] is None else np.asarray(opt["lrs"]),
                    None if opt["drop"] is None else int(opt["drop"]))
 
-    def save(self, path) -> None:
-        """Write to an ``.npz`` file atomically (a temporary file renamed into place)."""
-        _save_npz(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path) -> "Trajectory":
-        with np.load(path, allow_pickle=False) as z:
-            return cls.from_dict({k: z[k] for k in z.files})
+    save = _save_record
+    load = classmethod(_load_record)
 
 
 @dataclass(frozen=True)
@@ -178,15 +180,18 @@ class EnsembleTrajectory:
 
     @property
     def n_members(self) -> int:
+        """Number of members E: the independent runs, along the first axis of every recorded
+        array."""
         return int(self.loss.shape[0])
 
     @property
     def epochs(self) -> int:
+        """Number of epochs (updates) of every member."""
         return int(self.loss.shape[1])
 
     def drop_epoch(self, member: int) -> int:
         """Epoch of member ``member``'s rate drop (raises if there was none; see Trajectory.drop_epoch)."""
-        return _drop_epoch(None if self.drops is None else self.drops[member], self.method)
+        return _require_drop_epoch(None if self.drops is None else self.drops[member], self.method)
 
     def member(self, i: int) -> Trajectory:
         """Member ``i`` as a :class:`Trajectory` (needs the overlaps of every epoch: record_every=1)."""
@@ -216,11 +221,5 @@ class EnsembleTrajectory:
                    np.asarray(d["final_sigma"]), float(d["lr"]), str(d["method"]), np.asarray(d["lrs"]),
                    np.asarray(d["drops"]) if "drops" in d else None)
 
-    def save(self, path) -> None:
-        """Write to an ``.npz`` file atomically."""
-        _save_npz(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path) -> "EnsembleTrajectory":
-        with np.load(path, allow_pickle=False) as z:
-            return cls.from_dict({k: z[k] for k in z.files})
+    save = _save_record
+    load = classmethod(_load_record)

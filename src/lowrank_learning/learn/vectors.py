@@ -13,18 +13,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..core._checks import check_nonnegative, check_seed
+from ..core._checks import check_choice, check_nonnegative, check_seed, check_vectors
 from ..core.architecture import Architecture
-from ..core.errors import DivergenceError, InvalidParameterError
+from ..core.errors import DivergenceError
 from ..core.network import network_loss
 from ._loop import (
     _batch_shapes,
     _check_run_args,
     _chunk_size,
-    _drop_epoch,
     _epoch_keys,
     _get_batch,
     _partition_task,
+    _recorded_drop,
     _run_chunks,
     _scan_epochs,
 )
@@ -77,7 +77,7 @@ def learn_vectors(arch: Architecture, X0, task, lr, epochs: int, optimizer: str 
     lr : float or Schedule
         ``gd``: the overlap-space rate eta; the vectors move by ``eta * N * dL/dX``.
         ``adam``: optax Adam's step size on the vector entries. A
-        :mod:`~lowrank_learning.learn.schedules` schedule changes it epoch by epoch inside the loop.
+        :mod:`~lowrank_learning.schedules` schedule changes it epoch by epoch inside the loop.
     epochs : int
         Number of updates.
     optimizer : {"gd", "adam"}
@@ -102,15 +102,9 @@ def learn_vectors(arch: Architecture, X0, task, lr, epochs: int, optimizer: str 
         If the loss or the overlaps become NaN/inf (reports the epoch and the learning rate).
     """
     sched = _check_run_args(lr, epochs)
-    if optimizer not in OPTIMIZERS:
-        raise InvalidParameterError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    check_choice("optimizer", optimizer, OPTIMIZERS)
     X0 = jnp.asarray(X0)
-    if X0.ndim != 2 or X0.shape[1] != arch.K or X0.shape[0] < 1:
-        raise InvalidParameterError(
-            f"X0 must have shape (N, {arch.K}) with N >= 1 for vectors {arch.vector_names}, got {tuple(X0.shape)}"
-        )
-    if not bool(jnp.all(jnp.isfinite(X0))):
-        raise InvalidParameterError("X0 has non-finite entries")
+    check_vectors(X0, arch.K, arch.vector_names, "X0")
     check_nonnegative("update_noise", update_noise)
     check_seed(seed)
     mask = jnp.asarray(arch.plasticity_mask(plastic), dtype=X0.dtype)
@@ -128,4 +122,4 @@ def learn_vectors(arch: Architecture, X0, task, lr, epochs: int, optimizer: str 
     if not np.all(np.isfinite(X)):
         raise DivergenceError(epochs, float(lrs[-1]), "state after the last update")
     return Trajectory(arch, loss, sigma, X.T @ X / X.shape[0], sched.first, optimizer, X,
-                      lrs=lrs, drop=_drop_epoch(sched, sstate))
+                      lrs=lrs, drop=_recorded_drop(sched, sstate))
