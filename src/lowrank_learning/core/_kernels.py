@@ -1,18 +1,37 @@
 """A compiled CPU kernel (numba) for the fused adjoint of the latent recurrence.
 
-:func:`~lowrank_learning.core.latent.ensemble_value_and_grad` computes the losses and ``dL/dSigma``
-of an ensemble of reduced models. Written in XLA, each time step is about twenty small kernels,
-and on a CPU their launch cost, not the arithmetic, sets the speed (about 23 ms for E8's 20
-networks x 128 trials x 400 steps). This module writes the same computation as one loop nest:
-blocks of trials in parallel (both cores), time outside, trials inside (so the compiler
-vectorises across trials; every loop over trials writes one array, see :func:`_source`), each
-thread's stored states reused by its blocks and kept in its core's cache.
-The same equations as ``reduced`` (see the comment above ``ensemble_value_and_grad`` there),
-generated per (rank, input and output dimension, activation, dtype) as Python source with every
-small matrix product written out, compiled by numba once and cached on disk.
+:func:`~lowrank_learning.core.adjoint.ensemble_value_and_grad` computes the losses and
+``dL/dSigma`` of an ensemble of reduced models (book/theory.md, section 3: h_t = M kappa_t +
+U lambda_t, kappa the input coordinates, lambda the recurrent ones; section 5 for learning in
+overlap space). Its XLA version runs every time step as many small kernels, and on a CPU
+their launch cost, not the arithmetic, sets the speed. This module computes the same equations
+(those of the XLA version in :mod:`lowrank_learning.core.adjoint`) as one loop nest:
+
+- Blocks of up to ``_BLOCK`` trials of one member run in parallel, split evenly between worker
+  threads (the kernel releases the GIL); inside a block time runs outside and trials inside, so
+  that the compiler vectorises across trials. Each block adds its sums to its own row of the
+  totals (no races), in float64.
+- A block's forward pass stores kappa and lambda ((Din + R) x T x trials floats) in its thread's
+  scratch, reused by the thread's blocks so that it stays in the core's cache; the reverse pass
+  reads them back, recomputing the gain instead of storing it.
+- Every loop over trials writes exactly one array: LLVM vectorises such a loop (it checks at run
+  time that the arrays do not overlap, and gives up when there are too many pairs to check, so
+  a loop writing several arrays runs scalar). The forward step is therefore one loop per state
+  coordinate, the reverse step one loop per adjoint coordinate (double-buffered, each reading
+  the old adjoint), and the gradient sums are reductions over the trials of a time step.
+- The source is generated per (rank, input and output dimension, activation, dtype) with every
+  small matrix product written out (:mod:`lowrank_learning.core._kernel_source`), compiled by
+  numba once and cached on disk under a hash of ``_VERSION`` and the source.
+- Called through ``jax.pure_callback``, it works inside ``jit``, ``scan`` and ``vmap``. A callback
+  copies its operands on every call, so a training loop may instead draw a chunk of epochs'
+  trials in one XLA call and register them on the host (:class:`HostedBatches`): each epoch's
+  callback then passes only a token and the epoch's index.
 
 Linear and erf units only (closed-form gain); tanh, GPUs and machines without numba use the XLA
-version. Both are tested against autodiff through ``run_latent``.
+version. ``auto`` (:func:`choose`) takes numba for erf units at every size, since XLA's erf step
+has a fixed cost whatever the batch; for linear units XLA's step is cheap, and numba pays for
+its host call only on problems of at least ``_MIN_WORK_LINEAR`` trial-steps (ensembles). Both
+versions are tested against autodiff through ``run_latent``.
 """
 
 from __future__ import annotations
@@ -32,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._atomic import atomic_open
+from ._kernel_source import accumulator_rows, kernel_source
 from .activations import is_linear
 from .architecture import Architecture
 from .batch import loss_weight
@@ -52,15 +72,8 @@ def supported(arch: Architecture) -> bool:
     return is_linear(arch.activation) or arch.activation == "erf"
 
 
-# Smallest linear problem, in trial-steps (members x trials x time steps), for which numba pays
-# for its host call; erf units take numba at every size. Measured per epoch of learn_overlaps
-# (flip-flop trials drawn every epoch), rank 1, on the shared 2-core host:
-# - erf, one network, float64: numba wins at every size, because XLA's erf step costs about
-#   5 microseconds whatever the batch: 0.50 vs 2.03 ms (1 x 400), 0.63 vs 1.39 (4 x 200, E9),
-#   1.39 vs 4.14 (10 x 800, E6), 1.75 vs 2.44 (32 x 400), 2.22 vs 3.77 (128 x 400).
-# - linear: XLA's step is cheap, so it wins on one network: 0.55 vs 0.15 ms (1 x 400), 1.40 vs
-#   1.01 (32 x 400), 2.03 vs 1.75 (128 x 400, float64); numba wins on ensembles: 2.92 vs 3.62 ms
-#   (4 x 128 x 400, float32), 4.10 vs 10.6 (20 x 128 x 400, float32).
+# Smallest linear problem, in trial-steps (members x trials x time steps), for which ``auto``
+# takes numba (see the module docstring); erf units take numba at every size.
 _MIN_WORK_LINEAR = 1 << 17
 
 
@@ -99,200 +112,9 @@ def choose(kernel: str, arch: Architecture, work: int | None = None) -> str:
     return kernel
 
 
-# ------------------------------------------------------------------ code generation
-def _rows(arch: Architecture):
-    """Accumulator rows: (block name, i, j) for every entry of every block the loss reads,
-    in ``arch.loss_blocks`` order, then the masked squared error and the mask sum."""
-    s = arch.slices
-    rows = []
-    for a, b in arch.loss_blocks:
-        for i in range(s[a].stop - s[a].start):
-            for j in range(s[b].stop - s[b].start):
-                rows.append((a + b, i, j))
-    return rows
-
-
-def _source(arch: Architecture, n_out: int, dtype: str) -> str:
-    """Python source of ``kern(x, y, m, row, C, dt, tot, W, Lb, first, last)`` for this architecture.
-
-    x (G, Din, T, B), y and m (G, Dout, T, B): the distinct batches, time-major; row (E,) the
-    batch of each member; C (E, len(rows)) each member's block entries in row order; tot
-    (blocks, len(rows) + 2) float64, the sums of each block (added to); W (blocks, Din + R,
-    T * Lb) scratch for the stored states; Lb the most trials per block; blocks first..last-1
-    are computed. A block is up to Lb trials of one member.
-
-    Every loop over trials writes exactly one array: LLVM then vectorises it (it checks at run
-    time that the arrays do not overlap, and gives up when there are too many pairs to check;
-    a loop that wrote the three states, or the per-trial sums, ran scalar and 4-5x slower).
-    So the forward step is one loop per state coordinate, the reverse step one loop per adjoint
-    coordinate (double-buffered, each reads the old adjoint), the gain is recomputed from the
-    stored states instead of stored, and the gradient sums are vectorised reductions over the
-    trials of a time step, added to float64 totals.
-    """
-    Din, R, Do = arch.n_in, arch.rank, n_out
-    lin = is_linear(arch.activation)
-    rows = _rows(arch)
-    idx = {r: i for i, r in enumerate(rows)}
-    F = f"np.{dtype}"
-    n_acc = len(rows) + 2
-    njit = "@numba.njit(fastmath=True, nogil=True, error_model='numpy', cache=CACHE)"
-
-    def c(name, i, j):  # a block entry of this member (a scalar, loaded before the loop)
-        return f"c_{name}_{i}_{j}"
-
-    def comb(on_m, on_u, row):  # row `row` of [block on_m, block on_u] times [kappa; lambda]
-        return " + ".join([f"{c(on_m, row, d)} * k{d}" for d in range(Din)] +
-                          [f"{c(on_u, row, s_)} * l{s_}" for s_ in range(R)])
-
-    ind = " " * 8
-    L = []
-    w = L.append
-
-    def consts():
-        w(f"    one = {F}(1.0); two = {F}(2.0); zero = {F}(0.0)")
-        w(f"    cg = {F}(math.pi / 2.0); cq = {F}(-math.pi / 4.0)")
-        for (name, i, j), k in idx.items():
-            w(f"    {c(name, i, j)} = c[{k}]")
-
-    def gain():  # g of the state (k, l) in the loop body
-        if lin:
-            w(f"{ind}g = one")
-            return
-        terms = [f"{c('MM', d, e)} * k{d} * k{e}" for d in range(Din) for e in range(Din)]
-        terms += [f"two * {c('MU', d, r)} * k{d} * l{r}" for d in range(Din) for r in range(R)]
-        terms += [f"{c('UU', r, s_)} * l{r} * l{s_}" for r in range(R) for s_ in range(R)]
-        w(f"{ind}dl = max({' + '.join(terms)}, zero)")
-        w(f"{ind}g = one / math.sqrt(one + cg * dl)")
-
-    w("import math")
-    w("import numpy as np")
-    w("import numba")
-    w("")
-    # ---- forward, input coordinates: kappa_t = (1 - dt) kappa_{t-1} + dt x_t
-    w(njit)
-    w("def fk(x, g_, d, t, b0, ks, dt, decay):")
-    w("    xr = x[g_, d, t, b0:]  # a row view: x[g_, d, t, b0 + j] would be gathered")
-    w("    kr = ks[t]")
-    w("    if t == 0:")
-    w("        for j in range(kr.shape[0]):")
-    w("            kr[j] = dt * xr[j]")
-    w("    else:")
-    w("        kp = ks[t - 1]")
-    w("        for j in range(kr.shape[0]):")
-    w("            kr[j] = decay * kp[j] + dt * xr[j]")
-    w("")
-    # ---- forward, recurrent coordinate r: lambda_t = (1 - dt) lambda + dt g (VM kappa + VU lambda), at t-1
-    kp_args = ", ".join(f"ks{d}" for d in range(Din))
-    lp_args = ", ".join(f"ls{s_}" for s_ in range(R))
-    for r in range(R):
-        w("")
-        w(njit)
-        w(f"def fl{r}({kp_args}, {lp_args}, t, c, dt, decay):")
-        w("    if t == 0:  # from the zero state")
-        w(f"        ls{r}[0, :] = {F}(0.0)")
-        w("        return")
-        consts()
-        w(f"    for j in range(ls{r}.shape[1]):")
-        for d in range(Din):
-            w(f"{ind}k{d} = ks{d}[t - 1, j]")
-        for s_ in range(R):
-            w(f"{ind}l{s_} = ls{s_}[t - 1, j]")
-        gain()
-        w(f"{ind}ls{r}[t, j] = decay * l{r} + (dt * g) * ({comb('VM', 'VU', r)})")
-        w("")
-    # ---- reverse, adjoint coordinate r (r = 0 also sums the gradient)
-    k_args = ", ".join(f"ks{d}" for d in range(Din))
-    l_args = ", ".join(f"ls{s_}" for s_ in range(R))
-    a_args = ", ".join(f"ao{s_}" for s_ in range(R))
-    for r in range(R):
-        sums = r == 0
-        w("")
-        w(njit)
-        w(f"def rv{r}({k_args}, {l_args}, y, m, g_, t, b0, {a_args}, an, c, dt, decay, tot):")
-        consts()
-        if sums:
-            for k in range(n_acc):
-                w(f"    A{k} = zero")
-        for p in range(Do):
-            w(f"    yr{p} = y[g_, {p}, t, b0:]; mr{p} = m[g_, {p}, t, b0:]")
-        w("    for j in range(an.shape[0]):")
-        for d in range(Din):
-            w(f"{ind}k{d} = ks{d}[t, j]")
-        for s_ in range(R):
-            w(f"{ind}l{s_} = ls{s_}[t, j]; a_{s_} = ao{s_}[j]")
-        gain()
-        for p in range(Do):
-            w(f"{ind}o{p} = {comb('ZM', 'ZU', p)}")
-            w(f"{ind}mk{p} = mr{p}[j]")
-            w(f"{ind}r{p} = o{p} * g - yr{p}[j]")
-            w(f"{ind}e{p} = two * mk{p} * r{p}")
-            w(f"{ind}ge{p} = g * e{p}")
-        back = " + ".join(f"{c('VU', s_, r)} * a_{s_}" for s_ in range(R))
-        terms = [f"{c('ZU', p, r)} * ge{p}" for p in range(Do)] + [f"decay * a_{r}", f"(dt * g) * ({back})"]
-        w(f"{ind}ad = {' + '.join(terms)}")
-        if not lin:
-            for s_ in range(R):
-                w(f"{ind}q{s_} = {comb('VM', 'VU', s_)}")
-            D = " + ".join([f"two * {c('MU', d, r)} * k{d}" for d in range(Din)] +
-                           [f"({c('UU', r, s_)} + {c('UU', s_, r)}) * l{s_}" for s_ in range(R)])
-            eo = " + ".join(f"e{p} * o{p}" for p in range(Do))
-            aq = " + ".join(f"a_{s_} * q{s_}" for s_ in range(R))
-            w(f"{ind}gamma = (cq * g * g * g) * ({eo} + dt * ({aq}))")
-            w(f"{ind}ad = ad + gamma * ({D})")
-        if sums:
-            w(f"{ind}A{n_acc - 2} += " + " + ".join(f"mk{p} * r{p} * r{p}" for p in range(Do)))
-            w(f"{ind}A{n_acc - 1} += " + " + ".join(f"mk{p}" for p in range(Do)))
-            for s_ in range(R):
-                w(f"{ind}ga{s_} = (dt * g) * a_{s_}")
-            kap = [f"k{d}" for d in range(Din)]
-            lam = [f"l{s_}" for s_ in range(R)]
-            ge = [f"ge{p}" for p in range(Do)]
-            ga = [f"ga{s_}" for s_ in range(R)]
-            outer = [("ZM", ge, kap), ("ZU", ge, lam), ("VM", ga, kap), ("VU", ga, lam)]
-            if not lin:
-                outer += [("MM", [f"gamma * {k}" for k in kap], kap), ("MU", [f"two * gamma * {k}" for k in kap], lam),
-                          ("UU", [f"gamma * {lm}" for lm in lam], lam)]
-            for name, left, right in outer:  # block entry (i, j) += left[i] * right[j]
-                for i, a in enumerate(left):
-                    for j, b in enumerate(right):
-                        w(f"{ind}A{idx[(name, i, j)]} += {a} * {b}")
-        w(f"{ind}an[j] = ad")
-        if sums:
-            for k in range(n_acc):
-                w(f"    tot[{k}] += A{k}")
-        w("")
-    # ---- one block: the forward pass storing the states, then the reverse pass
-    w("")
-    w(njit)
-    w("def block(x, y, m, g_, b0, b1, c, dt, tot, Wb):")
-    w("    T = x.shape[2]")
-    w("    wd = b1 - b0")
-    w(f"    decay = {F}(1.0) - dt")
-    L.extend(f"    ks{d} = Wb[{d}, :T * wd].reshape((T, wd))" for d in range(Din))
-    L.extend(f"    ls{r} = Wb[{Din + r}, :T * wd].reshape((T, wd))" for r in range(R))
-    w("    for t in range(T):")
-    L.extend(f"        fk(x, g_, {d}, t, b0, ks{d}, dt, decay)" for d in range(Din))
-    L.extend(f"        fl{r}({kp_args}, {lp_args}, t, c, dt, decay)" for r in range(R))
-    L.extend(f"    ao{r} = np.zeros(wd, {F}); an{r} = np.empty(wd, {F})" for r in range(R))
-    w("    for t in range(T - 1, -1, -1):")
-    L.extend(f"        rv{r}({k_args}, {l_args}, y, m, g_, t, b0, {a_args}, an{r}, c, dt, decay, tot)"
-             for r in range(R))
-    L.extend(f"        ao{r}, an{r} = an{r}, ao{r}" for r in range(R))
-    w("")
-    w("")
-    w(njit)
-    w("def kern(x, y, m, row, C, dt, tot, W, Lb, first, last):")
-    w("    B = x.shape[3]")
-    w("    per = (B + Lb - 1) // Lb")
-    w("    for blk in range(first, last):")
-    w("        e = blk // per")
-    w("        b0 = (blk % per) * Lb")
-    w("        block(x, y, m, row[e], b0, min(B, b0 + Lb), C[e], dt, tot[blk], W)")
-    return "\n".join(L) + "\n"
-
-
+# ------------------------------------------------------------------ compilation and threads
 def _n_slots(arch: Architecture) -> int:
-    """Stored states per trial and time step: the input and the recurrent coordinates."""
+    """Stored states per trial and time step: the input and the recurrent coordinates (kappa, lambda)."""
     return arch.n_in + arch.rank
 
 
@@ -310,7 +132,7 @@ def _cache_dir() -> Path | None:
 def _compiled(arch: Architecture, n_out: int, dtype: str):
     """The numba kernel for (arch, n_out, dtype), from a source file in the cache directory
     (numba then caches its machine code beside it); in memory when nothing can be written."""
-    src = _source(arch, n_out, dtype)
+    src = kernel_source(arch, n_out, dtype)
     tag = hashlib.sha256((_VERSION + src).encode()).hexdigest()[:16]
     name = f"_lowrank_kernel_{tag}"
     folder = _cache_dir()
@@ -392,7 +214,7 @@ def _host(arch: Architecture, dt: float, loss_kind: str, Sigma, inputs, targets,
     row = np.asarray(row).astype(np.int64).reshape(-1, np.shape(row)[-1])
     row = (row + Gn * np.arange(row.shape[0])[:, None]).reshape(-1)  # into the flattened batches
     E = S.shape[0]
-    rows = _rows(arch)
+    rows = accumulator_rows(arch)
     s = arch.slices
     coef = np.empty((E, len(rows)), dtype)
     for k, (name, i, j) in enumerate(rows):
@@ -426,7 +248,7 @@ def time_major(a, dtype):
 
 
 def value_and_grad(arch: Architecture, Sigma, inputs, targets, mask, dt: float, loss_kind: str, row=None):
-    """Same contract as :func:`~lowrank_learning.core.latent.ensemble_value_and_grad`, on the host
+    """Same contract as :func:`~lowrank_learning.ensemble_value_and_grad`, on the host
     through ``jax.pure_callback`` (usable inside ``jit``, ``scan`` and ``vmap``).
 
     With ``row`` (E,) ints, ``inputs`` etc. hold G distinct batches (G, B, T, .) and member
@@ -447,10 +269,9 @@ def value_and_grad(arch: Architecture, Sigma, inputs, targets, mask, dt: float, 
 
 
 # ------------------------------------------------------------------ batches kept on the host
-# A pure_callback copies its operands (about 0.5 ms per epoch for E8's 1.2 MB of trials), so a
-# training loop can instead draw a whole chunk of epochs' trials in one XLA call, register the
-# arrays here (zero-copy views of JAX's CPU buffers) and pass the callback only a token and the
-# epoch's index in the chunk.
+# A pure_callback copies its operands on every call, so a training loop can instead draw a whole
+# chunk of epochs' trials in one XLA call, register the arrays here (zero-copy views of JAX's CPU
+# buffers) and pass the callback only a token and the epoch's index in the chunk.
 _HOSTED: dict = {}
 _TOKENS = itertools.count()
 
