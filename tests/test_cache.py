@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import zipfile
 from dataclasses import dataclass
 
@@ -13,7 +14,6 @@ import pytest
 
 import lowrank_learning as ll
 from lowrank_learning.core import cache
-from lowrank_learning.core.cache import CacheWarning, cache_key, memo
 
 
 class Counter:
@@ -65,8 +65,8 @@ def _assert_same(a, b):
 
 def test_hit_returns_identical_values_without_calling(tmp_cache):
     fn = Counter(simulate)
-    first = memo("sim", fn, np.array([1.0, 2.0]), n=4, scale=0.5)
-    second = memo("sim", fn, np.array([1.0, 2.0]), n=4, scale=0.5)
+    first = ll.memo("sim", fn, np.array([1.0, 2.0]), n=4, scale=0.5)
+    second = ll.memo("sim", fn, np.array([1.0, 2.0]), n=4, scale=0.5)
     assert fn.calls == 1
     _assert_same(first, second)
     assert second["final"] == 1.5 and second["traj"].shape == (4, 2)
@@ -78,27 +78,27 @@ def test_hit_returns_identical_values_without_calling(tmp_cache):
 
 def test_changed_argument_is_a_miss(tmp_cache):
     fn = Counter(simulate)
-    memo("sim", fn, np.array([1.0, 2.0]), n=4)
-    memo("sim", fn, np.array([1.0, 2.0]), n=5)                      # kwarg value
-    memo("sim", fn, np.array([1.0, 2.5]), n=4)                      # array content
-    memo("sim", fn, np.array([1.0, 2.0], dtype=np.float32), n=4)    # array dtype
-    memo("sim", fn, np.array([[1.0, 2.0]]), n=4)                    # array shape
-    memo("other", fn, np.array([1.0, 2.0]), n=4)                    # name
+    ll.memo("sim", fn, np.array([1.0, 2.0]), n=4)
+    ll.memo("sim", fn, np.array([1.0, 2.0]), n=5)                      # kwarg value
+    ll.memo("sim", fn, np.array([1.0, 2.5]), n=4)                      # array content
+    ll.memo("sim", fn, np.array([1.0, 2.0], dtype=np.float32), n=4)    # array dtype
+    ll.memo("sim", fn, np.array([[1.0, 2.0]]), n=4)                    # array shape
+    ll.memo("other", fn, np.array([1.0, 2.0]), n=4)                    # name
     assert fn.calls == 6
-    memo("sim", fn, np.array([1.0, 2.0]), n=4)
+    ll.memo("sim", fn, np.array([1.0, 2.0]), n=4)
     assert fn.calls == 6
 
 
 def test_changed_source_hash_is_a_miss(tmp_cache, monkeypatch):
     fn = Counter(simulate)
-    memo("sim", fn, [1.0, 2.0])
+    ll.memo("sim", fn, [1.0, 2.0])
     real = cache.source_hash()
     assert len(real) == 64
     monkeypatch.setattr(cache, "source_hash", lambda: "0" * 64)
-    memo("sim", fn, [1.0, 2.0])
+    ll.memo("sim", fn, [1.0, 2.0])
     assert fn.calls == 2
     monkeypatch.setattr(cache, "source_hash", lambda: real)
-    memo("sim", fn, [1.0, 2.0])
+    ll.memo("sim", fn, [1.0, 2.0])
     assert fn.calls == 2
 
 
@@ -119,8 +119,6 @@ def test_plot_code_is_not_part_of_the_key():
 @pytest.fixture
 def package_copy(tmp_path):
     """A copy of the installed package's ``*.py`` files, to edit without touching the real one."""
-    import shutil
-
     src = cache._package_root()
     dst = tmp_path / "pkg"
     for path in src.rglob("*.py"):
@@ -215,17 +213,17 @@ def _corrupt_member(path):
                                      _corrupt_missing_key, _corrupt_member])
 def test_corrupt_entry_is_recomputed_with_a_warning(tmp_cache, corrupt):
     fn = Counter(simulate)
-    good = memo("sim", fn, [1.0, 2.0], n=6)
+    good = ll.memo("sim", fn, [1.0, 2.0], n=6)
     (path,) = _entries(tmp_cache)
     corrupt(path)
-    with pytest.warns(CacheWarning, match="unusable"):
-        again = memo("sim", fn, [1.0, 2.0], n=6)
+    with pytest.warns(cache.CacheWarning, match="unusable"):
+        again = ll.memo("sim", fn, [1.0, 2.0], n=6)
     assert fn.calls == 2
     _assert_same(good, again)
     # the bad entry was replaced by a good one
     (path2,) = _entries(tmp_cache)
     assert path2 == path
-    memo("sim", fn, [1.0, 2.0], n=6)
+    ll.memo("sim", fn, [1.0, 2.0], n=6)
     assert fn.calls == 2
 
 
@@ -233,12 +231,58 @@ def test_corrupt_entry_is_never_returned(tmp_cache):
     """A tampered entry with a recomputed-looking zip but wrong values must not come back."""
     fn = Counter(lambda: np.arange(5.0))
     fn.__qualname__ = "arange5"
-    memo("ar", fn)
+    ll.memo("ar", fn)
     (path,) = _entries(tmp_cache)
     _corrupt_checksum(path)
-    with pytest.warns(CacheWarning):
-        value = memo("ar", fn)
+    with pytest.warns(cache.CacheWarning):
+        value = ll.memo("ar", fn)
     np.testing.assert_array_equal(value, np.arange(5.0))
+
+
+def test_corrupt_entry_warning_points_at_the_caller(tmp_cache):
+    ll.memo("sim", simulate, [1.0])
+    (path,) = _entries(tmp_cache)
+    _corrupt_garbage(path)
+    with pytest.warns(cache.CacheWarning) as record:
+        ll.memo("sim", simulate, [1.0])
+    assert record[0].filename == __file__
+
+
+def test_lookup_and_store_are_the_memo_entries(tmp_cache):
+    """``lookup``/``store`` read and write the same entries as ``memo``, with the same checks."""
+    key = cache.cache_key("sim", simulate, ([1.0, 2.0],), {"n": 2})
+    assert cache.lookup("sim", key) == (False, None)
+    value = ll.memo("sim", simulate, [1.0, 2.0], n=2)
+    hit, back = cache.lookup("sim", key)
+    assert hit
+    _assert_same(back, value)
+    fn = Counter(simulate)
+    other = cache.cache_key("sim", fn, ([3.0],), {})
+    cache.store("sim", other, None)
+    assert cache.lookup("sim", other) == (True, None)  # a stored None is a hit
+    assert ll.memo("sim", fn, [3.0]) is None and fn.calls == 0
+    (path,) = [p for p in _entries(tmp_cache) if p.stem == other]
+    _corrupt_garbage(path)
+    with pytest.warns(cache.CacheWarning, match="unusable"):
+        assert cache.lookup("sim", other) == (False, None)
+    assert not path.exists()
+
+
+def test_entry_for_another_key_is_rejected(tmp_cache):
+    """An entry copied under another key's name is not returned for that key."""
+    key = cache.cache_key("sim", simulate, ([1.0],), {})
+    cache.store("sim", key, np.arange(3.0))
+    wrong = "0" * 64
+    shutil.copyfile(cache.entry_path("sim", key), cache.entry_path("sim", wrong))
+    with pytest.warns(cache.CacheWarning, match="does not belong"):
+        assert cache.lookup("sim", wrong) == (False, None)
+
+
+def test_store_writes_through_atomic_open_with_fsync(tmp_cache, monkeypatch):
+    synced = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
+    ll.memo("sim", simulate, [1.0])
+    assert len(synced) == 1 and len(_entries(tmp_cache)) == 1
 
 
 def test_atomic_write_failure_leaves_no_entry(tmp_cache, monkeypatch):
@@ -250,11 +294,11 @@ def test_atomic_write_failure_leaves_no_entry(tmp_cache, monkeypatch):
 
     monkeypatch.setattr(cache.np, "savez", exploding_savez)
     with pytest.raises(OSError, match="disk full"):
-        memo("sim", fn, [1.0])
+        ll.memo("sim", fn, [1.0])
     assert not [p for p in tmp_cache.rglob("*") if p.is_file()], "a failed write left a file behind"
     monkeypatch.undo()
     monkeypatch.setenv("LOWRANK_LEARNING_CACHE", str(tmp_cache))
-    memo("sim", fn, [1.0])
+    ll.memo("sim", fn, [1.0])
     assert fn.calls == 2 and len(_entries(tmp_cache)) == 1
     assert not [p for p in tmp_cache.rglob("*") if p.is_file() and p.suffix != ".npz"]
 
@@ -272,8 +316,8 @@ def test_trajectory_round_trip(tmp_cache, with_vectors):
     traj = _trajectory(with_vectors)
     fn = Counter(lambda: {"run": traj, "runs": [traj, traj]})
     fn.__qualname__ = f"make_traj_{with_vectors}"
-    memo("traj", fn)
-    back = memo("traj", fn)
+    ll.memo("traj", fn)
+    back = ll.memo("traj", fn)
     assert fn.calls == 1
     for t in (back["run"], *back["runs"]):
         assert isinstance(t, ll.Trajectory)
@@ -292,8 +336,8 @@ def test_scalars_and_jax_arrays_round_trip(tmp_cache):
              "np_scalar": np.float32(1.5), "jax": jnp.arange(3), 3: "int key"}
     fn = Counter(lambda: value)
     fn.__qualname__ = "values"
-    memo("vals", fn)
-    back = memo("vals", fn)
+    ll.memo("vals", fn)
+    back = ll.memo("vals", fn)
     assert fn.calls == 1
     assert back["f"] == 0.1 and back["i"] == 2**70 and back["b"] is False and back["none"] is None
     assert back["s"] == "σ_zm" and back["c"] == 1 + 2j and back[3] == "int key"
@@ -307,7 +351,7 @@ def test_key_encoding_of_supported_arguments():
     batch = ll.Batch(np.zeros((2, 3, 1)), np.ones((2, 3, 1)), dt=0.1)
 
     def key(*a, **k):
-        return cache_key("k", simulate, a, k)
+        return cache.cache_key("k", simulate, a, k)
 
     base = key(arch, ff, batch, jnp.ones(3), jax.random.PRNGKey(0), {"b": 1, "a": [1, (2, None)]})
     assert base == key(arch, ff, batch, jnp.ones(3), jax.random.PRNGKey(0), {"a": [1, (2, None)], "b": 1})
@@ -325,7 +369,7 @@ def test_key_encoding_of_supported_arguments():
     ]
     assert len({base, *variants}) == len(variants) + 1
     # positional and keyword arguments are different calls
-    assert key(1) != cache_key("k", simulate, (), {"x": 1})
+    assert key(1) != cache.cache_key("k", simulate, (), {"x": 1})
     # new-style typed PRNG keys are encoded by their data
     assert key(jax.random.key(3)) == key(jax.random.key(3)) != key(jax.random.key(4))
 
@@ -343,7 +387,7 @@ def test_registered_pytree_that_is_not_a_dataclass():
         def tree_unflatten(cls, tag, children):
             return cls(*children, tag)
 
-    k = lambda p: cache_key("k", simulate, (p,), {})  # noqa: E731
+    k = lambda p: cache.cache_key("k", simulate, (p,), {})  # noqa: E731
     assert k(Pair(np.ones(2), 1.0, "x")) == k(Pair(np.ones(2), 1.0, "x"))
     assert k(Pair(np.ones(2), 1.0, "x")) != k(Pair(np.ones(2), 1.0, "y"))
     assert k(Pair(np.ones(2), 1.0, "x")) != k(Pair(np.ones(2), 2.0, "x"))
@@ -369,33 +413,33 @@ class Mutable:
 def test_unsupported_argument_is_a_type_error(tmp_cache, bad, where):
     fn = Counter(simulate)
     with pytest.raises(TypeError, match=where):
-        memo("sim", fn, bad)
+        ll.memo("sim", fn, bad)
     assert fn.calls == 0
 
 
 def test_unsupported_keyword_argument_names_it(tmp_cache):
     with pytest.raises(TypeError, match="argument 'model'"):
-        memo("sim", simulate, 1.0, model=Opaque())
+        ll.memo("sim", simulate, 1.0, model=Opaque())
 
 
 def test_unsupported_return_value_is_a_type_error(tmp_cache):
     fn = Counter(lambda: {"x": Opaque()})
     fn.__qualname__ = "opaque"
     with pytest.raises(TypeError, match="cannot cache a value"):
-        memo("bad", fn)
+        ll.memo("bad", fn)
     assert not _entries(tmp_cache)
 
 
 def test_no_cache_env_and_cache_dir_override(tmp_cache, tmp_path, monkeypatch):
     fn = Counter(simulate)
     monkeypatch.setenv("LOWRANK_LEARNING_NO_CACHE", "1")
-    memo("sim", fn, [1.0])
-    memo("sim", fn, [1.0])
+    ll.memo("sim", fn, [1.0])
+    ll.memo("sim", fn, [1.0])
     assert fn.calls == 2 and not _entries(tmp_cache)
     monkeypatch.delenv("LOWRANK_LEARNING_NO_CACHE")
     other = tmp_path / "elsewhere"
-    memo("sim", fn, [1.0], cache_dir=other)
-    memo("sim", fn, [1.0], cache_dir=other)
+    ll.memo("sim", fn, [1.0], cache_dir=other)
+    ll.memo("sim", fn, [1.0], cache_dir=other)
     assert fn.calls == 3 and len(_entries(other)) == 1 and not _entries(tmp_cache)
 
 
@@ -407,12 +451,12 @@ def test_default_cache_dir(monkeypatch, tmp_path):
 
 def test_bad_name_is_rejected(tmp_cache):
     with pytest.raises(ValueError, match="name"):
-        memo("../escape", simulate, 1.0)
+        ll.memo("../escape", simulate, 1.0)
 
 
 def test_bad_zip_detected_by_zipfile_too(tmp_cache):
     """Sanity check of the corruption helpers: a truncated entry is not a valid zip."""
-    memo("sim", simulate, [1.0])
+    ll.memo("sim", simulate, [1.0])
     (path,) = _entries(tmp_cache)
     _corrupt_truncate(path)
     with pytest.raises(zipfile.BadZipFile):

@@ -6,14 +6,17 @@ Validation tests run no kernel; one test executes notebooks (3 kernel starts in 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from lowrank_learning import cli
-from lowrank_learning.core import cache
 from lowrank_learning import reproduce as rp
+from lowrank_learning.core import cache
+from lowrank_learning.reproduce.launch import launch_links
+from lowrank_learning.reproduce.runner import expected_seconds, longest_first
 
 PARAMS = 'n = 3\nscale = 1.5\nlabel = "a"\nflags = [1, 2]\nlog = "log.txt"  # where each run appends a line'
 GOOD = 'with open(log, "a") as f:\n    f.write(f"{n} {scale} {label} {flags}\\n")\nprint(n * scale)'
@@ -119,8 +122,6 @@ def test_resolved_parameters(repo):
 def test_longest_notebook_starts_first(repo, capsys):
     """Order of execution: the longer of the last timed run of the same profile and the
     registry's minutes estimate, longest first; the summary and the book keep book order."""
-    from lowrank_learning.reproduce.runner import expected_seconds, longest_first
-
     (repo / "notebooks" / "profiles.yml").write_text(PROFILES.replace(
         'title: "Failing notebook"', 'title: "Failing notebook"\n  minutes: {paper: 2.5}'))
     jobs = rp.plan(rp.Layout(repo), "paper")
@@ -194,7 +195,7 @@ def test_interrupt_keeps_last_good_result(repo, monkeypatch):
 
     def interrupted(src, out, **kw):
         Path(out).write_text('{"cells": []}')  # papermill writes as it goes
-        ll_results = Path(__import__("os").environ["LOWRANK_RESULTS_DIR"])
+        ll_results = Path(os.environ["LOWRANK_RESULTS_DIR"])
         (ll_results / "good.json").write_text('{"results": {"x": 2}}')  # staged, never published
         raise KeyboardInterrupt
 
@@ -212,7 +213,7 @@ def test_crash_keeps_last_good_result(repo, monkeypatch):
 
     def crash(src, out, **kw):
         Path(out).write_text('{"cells": []}')
-        (Path(__import__("os").environ["LOWRANK_RESULTS_DIR"]) / "good.json").write_text("{}")
+        (Path(os.environ["LOWRANK_RESULTS_DIR"]) / "good.json").write_text("{}")
         raise RuntimeError("kernel died")
 
     monkeypatch.setattr("papermill.execute_notebook", crash)
@@ -230,7 +231,6 @@ def test_results_json_is_staged_and_published_with_the_notebook(repo, monkeypatc
     seen = {}
 
     def ok(src, out, **kw):
-        import os
         seen["dir"], seen["profile"] = os.environ["LOWRANK_RESULTS_DIR"], os.environ["LOWRANK_PROFILE"]
         assert not (results / "good.json").read_text().endswith("2}}")
         Path(seen["dir"], "good.json").write_text('{"results": {"x": 2}}')
@@ -243,7 +243,7 @@ def test_results_json_is_staged_and_published_with_the_notebook(repo, monkeypatc
     assert outcome["status"] == "ok"
     assert Path(seen["dir"]).parent == results and seen["profile"] == "quick"
     assert not Path(seen["dir"]).exists()                   # the staging folder is gone
-    assert __import__("os").environ["LOWRANK_RESULTS_DIR"] == "/elsewhere"  # restored
+    assert os.environ["LOWRANK_RESULTS_DIR"] == "/elsewhere"  # restored
     assert sorted(p.name for p in results.iterdir()) == LAST_GOOD  # the failed copy is gone
     assert json.loads((results / "good.json").read_text()) == {"results": {"x": 2}}
     assert json.loads((results / "good.stamp.json").read_text())["profile"] == "quick"
@@ -296,8 +296,6 @@ def test_run_failure_skip_and_rerun(repo, capsys, monkeypatch):
 
 # --------------------------------------------------------------------------- launch links
 def test_launch_links():
-    from lowrank_learning.reproduce.launch import launch_links
-
     links = launch_links("https://github.com/owner/repo.git", "main", "e1_framework")
     assert links == {
         "source": "https://github.com/owner/repo/blob/main/notebooks/e1_framework.ipynb",

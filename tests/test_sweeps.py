@@ -8,14 +8,13 @@ import pandas as pd
 import pytest
 
 import lowrank_learning as ll
-from lowrank_learning import sweeps
 from lowrank_learning.cli import main as cli_main
-from lowrank_learning.experiments.validation import linear_exactness
+from lowrank_learning.core import cache as result_cache
 
 
 def _job(N, seed):
     """A cheap real job: exact map vs full linear network, 5 epochs (module-level: picklable)."""
-    return linear_exactness(N=N, seed=seed, epochs=5, T_max=2.0)
+    return ll.linear_exactness(N=N, seed=seed, epochs=5, T_max=2.0)
 
 
 JOBS = ll.grid(N=[8, 16], seed=[0, 1])
@@ -56,6 +55,22 @@ def test_resume_from_cache_computes_only_missing_jobs(cache):
     again = ll.run_sweep("t-resume", _job, JOBS, workers=1, progress=False)
     assert again.attrs["cached"] == 4 and again.attrs["computed"] == 0
     pd.testing.assert_frame_equal(df, again)
+
+
+def test_corrupt_job_entry_is_recomputed_with_a_warning(cache):
+    """Sweep entries are the result cache's entries: the same verification and repair."""
+    first = ll.run_sweep("t-corrupt", _job, JOBS[:2], workers=1, progress=False)
+    entries = sorted(cache.rglob("*.npz"))
+    assert len(entries) == 2
+    entries[0].write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.warns(result_cache.CacheWarning, match="unusable") as record:
+        again = ll.run_sweep("t-corrupt", _job, JOBS[:2], workers=1, progress=False)
+    assert record[0].filename == __file__
+    assert again.attrs["cached"] == 1 and again.attrs["computed"] == 1
+    pd.testing.assert_frame_equal(first, again)
+    key = result_cache.cache_key("t-corrupt", _job, (), JOBS[0])
+    hit, value = result_cache.lookup("t-corrupt", key)
+    assert hit and value["error"] == first.loc[(8, 0), "error"]
 
 
 def test_dask_local_cluster_matches_local_runner(cache, monkeypatch):
@@ -110,6 +125,8 @@ def test_bad_arguments():
         ll.grid(N=[])
     with pytest.raises(ll.InvalidParameterError, match="workers"):
         ll.run_sweep("t-bad", _job, JOBS, workers=0)
+    with pytest.raises(ll.InvalidParameterError, match="timeout"):
+        ll.run_sweep("t-bad", _job, JOBS, timeout=float("inf"))
     with pytest.raises(ll.InvalidParameterError, match="errors"):
         ll.run_sweep("t-bad", _job, JOBS, errors="ignore")
     with pytest.raises(ll.InvalidParameterError, match="name"):
@@ -128,12 +145,16 @@ def test_local_worker_processes_match_in_process(cache, monkeypatch):
 
 # ----------------------------------------------------------------------------- CLI
 def test_cli_sweep_bad_arguments_exit_2(capsys):
-    for argv in (["sweep", "no-such-sweep"], ["sweep", "demo", "--workers", "0"],
-                 ["sweep", "demo", "--profile", "huge"]):
+    for argv, message in ((["sweep", "no-such-sweep"], "invalid choice"),
+                          (["sweep", "demo", "--workers", "0"], "integer >= 1, got 0"),
+                          (["sweep", "demo", "--workers", "two"], "integer >= 1, got 'two'"),
+                          (["sweep", "demo", "--timeout", "0"], "positive number, got 0.0"),
+                          (["sweep", "demo", "--timeout", "inf"], "positive number, got inf"),
+                          (["sweep", "demo", "--profile", "huge"], "invalid choice")):
         with pytest.raises(SystemExit) as info:
             cli_main(argv)
         assert info.value.code == 2
-    assert "invalid choice" in capsys.readouterr().err
+        assert message in capsys.readouterr().err, argv
 
 
 def test_cli_sweep_demo_writes_csv(cache, tmp_path, capsys):

@@ -9,7 +9,7 @@ A *job* is one call ``fn(**params)`` of a module-level function returning a dict
 
 and gathers the results into one :class:`pandas.DataFrame` whose index levels are the
 parameters and whose columns are the outputs. Every job is cached on its own with the package's
-result cache (:mod:`lowrank_learning.cache`, key = sweep name, function, parameters, package
+result cache (:mod:`lowrank_learning.core.cache`, key = sweep name, function, parameters, package
 code), looked up and written by the calling process: an interrupted sweep resumes where it
 stopped, and a sweep on a remote cluster is cached on the machine that asked for it. A job that
 raises is reported with its parameters and does not lose the others.
@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from .core import cache as _cache
 from .core._atomic import atomic_open
+from .core._checks import check_choice, check_int, check_positive
 from .core.errors import InvalidParameterError, LowRankError
 
 __all__ = ["grid", "run_sweep", "write_csv", "JobFailure", "SweepError", "SchedulerUnreachableError", "ERRORS"]
@@ -102,14 +103,12 @@ def _plain_output(v):
 
 
 def _x64_enabled() -> bool:
-
     return bool(jax.config.jax_enable_x64)
 
 
 def _compute(fn, params: dict, x64: bool):
     """Run one job in a worker: same floating-point precision as the caller, then ``fn(**params)``."""
-
-    if bool(jax.config.jax_enable_x64) != x64:
+    if _x64_enabled() != x64:
         jax.config.update("jax_enable_x64", x64)
     out = fn(**params)
     if not isinstance(out, dict) or not out:
@@ -287,39 +286,27 @@ def run_sweep(name: str, fn, jobs, *, scheduler=None, workers: int | None = None
     stored as numpy arrays in object columns). ``frame.attrs`` holds ``failures``,
     ``computed`` and ``cached`` (job counts).
     """
-
-    if not isinstance(name, str) or not _cache._NAME_RE.match(name):
-        raise InvalidParameterError(f"run_sweep: name must be letters, digits, '_', '.', '-', got {name!r}")
+    _cache.check_name("run_sweep", name)
     if not callable(fn):
         raise InvalidParameterError(f"run_sweep: fn must be callable, got {type(fn).__name__}")
-    if errors not in ERRORS:
-        raise InvalidParameterError(f"run_sweep: errors must be one of {ERRORS}, got {errors!r}")
+    check_choice("run_sweep: errors", errors, ERRORS)
     if workers is None:
         workers = max(1, min(2, os.cpu_count() or 1))
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise InvalidParameterError(f"run_sweep: workers must be an integer >= 1, got {workers!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise InvalidParameterError(f"run_sweep: timeout must be a positive number of seconds, got {timeout!r}")
+    workers = check_int("run_sweep: workers", workers, 1)
+    timeout = check_positive("run_sweep: timeout (seconds)", timeout)
     jobs = _check_jobs(jobs)
     x64 = _x64_enabled()
-    use_cache = not _cache._disabled()
+    use_cache = _cache.enabled()
 
     results: list = [None] * len(jobs)
-    paths: list = [None] * len(jobs)
+    keys: list = [None] * len(jobs)
     pending = []
     for i, params in enumerate(jobs):
         if use_cache:
-            key = _cache.cache_key(name, fn, (), params)
-            paths[i] = (_cache.entry_path(name, key, cache_dir), key)
-            path = paths[i][0]
-            if path.exists():
-                try:
-                    results[i] = _cache._read(path, key)
-                    continue
-                except _cache._CorruptEntry as exc:
-                    warnings.warn(f"cache entry {path} is unusable ({exc}); recomputing",
-                                  _cache.CacheWarning, stacklevel=2)
-                    path.unlink(missing_ok=True)
+            keys[i] = _cache.cache_key(name, fn, (), params)
+            hit, results[i] = _cache.lookup(name, keys[i], cache_dir=cache_dir)
+            if hit:
+                continue
         pending.append((i, params))
 
     failures: list[JobFailure] = []
@@ -331,8 +318,7 @@ def run_sweep(name: str, fn, jobs, *, scheduler=None, workers: int | None = None
         if outcome[0] == "ok":
             results[i] = outcome[1]
             if use_cache:
-                path, key = paths[i]
-                _cache._write(path, key, name, outcome[1])
+                _cache.store(name, keys[i], outcome[1], cache_dir=cache_dir)
         else:
             failures.append(JobFailure(dict(jobs[i]), outcome[1], outcome[2] if len(outcome) > 2 else ""))
             bar.write(str(failures[-1]))
@@ -340,7 +326,7 @@ def run_sweep(name: str, fn, jobs, *, scheduler=None, workers: int | None = None
 
     try:
         if pending:
-            _run_pending(fn, pending, x64, workers, scheduler, float(timeout), on_done)
+            _run_pending(fn, pending, x64, workers, scheduler, timeout, on_done)
     finally:
         bar.close()
     frame = _frame(jobs, results)
@@ -359,7 +345,6 @@ def write_csv(frame, path):
 
     Array-valued outputs are left out (CSV holds one number per cell). Returns the path.
     """
-
     path = Path(path)
     scalar = [c for c in frame.columns
               if not any(isinstance(v, np.ndarray) and v.ndim > 0 for v in frame[c])]

@@ -9,7 +9,8 @@ Keys are built from a canonical, type-tagged encoding of the arguments (numbers,
 containers, arrays, frozen dataclasses, JAX pytrees); anything else is a ``TypeError``, never a
 ``repr`` or a pickle. Entries are ``.npz`` files holding the arrays, a JSON manifest of the
 structure and a checksum, written atomically and verified on load: a corrupt entry is reported,
-deleted and recomputed.
+deleted and recomputed. :func:`lookup` and :func:`store` read and write one entry; ``memo`` and
+:func:`~lowrank_learning.run_sweep` both go through them.
 
 Environment
 -----------
@@ -30,14 +31,17 @@ import math
 import os
 import re
 import struct
-import tempfile
 import warnings
 from pathlib import Path
 
 import jax
 import numpy as np
 
-__all__ = ["memo", "source_hash", "package_hash", "cache_dir", "cache_key", "CacheWarning"]
+from ._atomic import atomic_open
+from .errors import InvalidParameterError
+
+__all__ = ["memo", "lookup", "store", "enabled", "check_name", "entry_path", "source_hash",
+           "package_hash", "cache_dir", "cache_key", "CacheWarning"]
 
 _FORMAT = 1
 _MANIFEST = "__manifest__"
@@ -46,7 +50,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class CacheWarning(UserWarning):
-    """A cache entry was unusable (corrupt, truncated, tampered with) and was recomputed."""
+    """A cache entry is unusable (corrupt, truncated, tampered with): it is deleted and recomputed."""
 
 
 # --------------------------------------------------------------------------- source hash
@@ -109,8 +113,17 @@ def cache_dir(override=None) -> Path:
     return Path.home() / ".cache" / "lowrank_learning"
 
 
-def _disabled() -> bool:
-    return os.environ.get("LOWRANK_LEARNING_NO_CACHE", "").strip().lower() in {"1", "true", "yes", "on"}
+def enabled() -> bool:
+    """False when ``$LOWRANK_LEARNING_NO_CACHE`` is ``1``, ``true``, ``yes`` or ``on``."""
+    return os.environ.get("LOWRANK_LEARNING_NO_CACHE", "").strip().lower() not in {"1", "true", "yes", "on"}
+
+
+def check_name(caller: str, name) -> str:
+    """A cache label: a non-empty string of letters, digits, ``_ . -`` (it names a folder)."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise InvalidParameterError(
+            f"{caller}: name must be a non-empty string of letters, digits, '_', '.', '-'; got {name!r}")
+    return name
 
 
 # --------------------------------------------------------------------------- key encoding
@@ -331,23 +344,8 @@ def _write(path: Path, key: str, name: str, value) -> None:
     payload = dict(arrays)
     payload[_MANIFEST] = np.frombuffer(manifest, dtype=np.uint8)
     payload[_CHECKSUM] = np.array(_checksum(manifest, arrays))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path, "wb", fsync=True) as f:
+        np.savez(f, **payload)
 
 
 def _read(path: Path, key: str):
@@ -386,6 +384,29 @@ def entry_path(name: str, key: str, cache_dir_override=None) -> Path:
     return cache_dir(cache_dir_override) / name / f"{key}.npz"
 
 
+def lookup(name: str, key: str, *, cache_dir=None) -> tuple[bool, object]:
+    """``(True, value)`` for a valid entry ``name``/``key``, else ``(False, None)``.
+
+    An entry that fails verification (bad zip, wrong key, checksum mismatch, unknown manifest
+    node) is reported with a :class:`CacheWarning` at the caller's caller, deleted, and is a miss.
+    """
+    path = entry_path(name, key, cache_dir)
+    if not path.exists():
+        return False, None
+    try:
+        return True, _read(path, key)
+    except _CorruptEntry as exc:
+        warnings.warn(f"cache entry {path} is unusable ({exc}); deleting it and recomputing",
+                      CacheWarning, stacklevel=3)
+        path.unlink(missing_ok=True)
+    return False, None
+
+
+def store(name: str, key: str, value, *, cache_dir=None) -> None:
+    """Write ``value`` as the entry ``name``/``key``, atomically (a ``TypeError`` if it cannot be stored)."""
+    _write(entry_path(name, key, cache_dir), key, name, value)
+
+
 def memo(name: str, fn, *args, cache_dir=None, **kwargs):
     """``fn(*args, **kwargs)``, from the cache when a valid entry exists.
 
@@ -410,6 +431,8 @@ def memo(name: str, fn, *args, cache_dir=None, **kwargs):
 
     Raises
     ------
+    InvalidParameterError
+        ``name`` is not a valid label (a ``ValueError``).
     TypeError
         An argument cannot be part of a key, or the return value cannot be stored.
 
@@ -417,22 +440,12 @@ def memo(name: str, fn, *args, cache_dir=None, **kwargs):
     --------
     >>> traj = memo("e1_gd", ll.learn_vectors, arch, task, N=500, epochs=2000)  # doctest: +SKIP
     """
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ValueError(f"memo: name must be a non-empty string of letters, digits, '_', '.', '-'; got {name!r}")
-    if _disabled():
+    check_name("memo", name)
+    if not enabled():
         return fn(*args, **kwargs)
     key = cache_key(name, fn, args, kwargs)
-    path = entry_path(name, key, cache_dir)
-    if path.exists():
-        try:
-            return _read(path, key)
-        except _CorruptEntry as exc:
-            warnings.warn(f"cache entry {path} is unusable ({exc}); deleting it and recomputing",
-                          CacheWarning, stacklevel=2)
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-    value = fn(*args, **kwargs)
-    _write(path, key, name, value)
+    hit, value = lookup(name, key, cache_dir=cache_dir)
+    if not hit:
+        value = fn(*args, **kwargs)
+        store(name, key, value, cache_dir=cache_dir)
     return value

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from ..core._atomic import atomic_open, chmod_default  # noqa: F401  (chmod_default is used by the runner)
+from ..core._atomic import atomic_open
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -24,7 +24,7 @@ import nbformat
 import yaml
 from papermill.translators import PythonTranslator
 
-from ..core.cache import package_hash
+from ..core import cache
 from .layout import PROFILES_FILE, Layout, ReproduceError
 from .stamps import is_up_to_date, make_stamp
 
@@ -213,7 +213,7 @@ def plan(layout: Layout, profile: str = "paper", only=None, sets=(), force: bool
                 f"--set {nb}.{name}={raw}: notebook {nb!r} is not selected; selected notebooks: {', '.join(selected)}"
             )
 
-    src_hash = package_hash()
+    src_hash = cache.package_hash()
     jobs = []
     for name in selected:
         source = layout.notebooks / f"{name}.ipynb"

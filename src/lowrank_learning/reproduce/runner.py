@@ -41,8 +41,9 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from papermill.exceptions import PapermillExecutionError
 from tqdm.auto import tqdm
 
+from ..core._atomic import move_into_place
 from ..results import PROFILE_ENV, RESULTS_DIR_ENV
-from .files import chmod_default, read_json, unlink
+from .files import read_json, unlink
 from .layout import Layout, ReproduceError, find_root
 from .profiles import Job, plan
 from .stamps import describe, write_stamp
@@ -66,8 +67,8 @@ def _kernel_env(layout: Layout, tmpdir: Path) -> dict:
     env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     # Progress bars of long runs still show in the executed notebook, but at most one update
-    # every 30 s: every redraw is kept in the stored output, and a 30000-epoch phase at the
-    # default 0.1 s interval left about 250 lines of bar in the E8 page.
+    # every 30 s: every redraw is kept in the stored output, so tqdm's default 0.1 s interval
+    # would fill a long chapter's page with lines of bar.
     env.setdefault("TQDM_MININTERVAL", "30")
 
     if importlib.util.find_spec("ipykernel") is None or importlib.util.find_spec("papermill") is None:
@@ -147,12 +148,10 @@ def _publish(name: str, tmp: str, staging: Path, output: Path, stamp_path: Path,
     unlink(stamp_path)  # a crash from here on leaves no stamp: the next run reruns the notebook
     staged = sorted(staging.glob("*.json"))
     for f in staged:
-        chmod_default(f)
-        os.replace(f, output.parent / f.name)
+        move_into_place(f, output.parent / f.name)
     if f"{name}.json" not in {f.name for f in staged}:
         unlink(output.parent / f"{name}.json")  # numbers of an older run would not match the page
-    chmod_default(tmp)
-    os.replace(tmp, output)
+    move_into_place(tmp, output)
     write_stamp(stamp_path, stamp, wall)
 
 
@@ -161,7 +160,6 @@ def execute_job(job: dict, cwd: str) -> dict:
 
     See the module docstring for what is kept on success, failure and interrupt.
     """
-
     name = job["name"]
     output, stamp_path = Path(job["output"]), Path(job["stamp_path"])
     failed = output.with_name(f"{name}.failed.ipynb")
@@ -176,8 +174,7 @@ def execute_job(job: dict, cwd: str) -> dict:
 
     def keep_failed_copy() -> bool:
         if os.path.exists(tmp) and os.path.getsize(tmp) > 0:
-            chmod_default(tmp)
-            os.replace(tmp, failed)
+            move_into_place(tmp, failed)
             return True
         return False
 
@@ -311,8 +308,8 @@ def _print_summary(jobs: list[Job], outcomes: dict[str, Outcome], out) -> None:
 def expected_seconds(job) -> float:
     """How long ``job`` is expected to take: the longer of the wall time of its last timed run
     of the same profile (its stamp) and the registry's ``minutes`` estimate (0 for what is
-    missing). The estimate is a floor because a rerun whose simulations came from the result
-    cache is timed too: E8 then took 10 s, and the next real run started it last."""
+    missing). The estimate is a floor because a rerun whose simulations come from the result
+    cache is timed too, and its short wall time must not make a long chapter start last."""
     estimate = 60.0 * job.minutes if job.minutes is not None else 0.0
     old = read_json(job.stamp_path)
     if isinstance(old, dict) and old.get("profile") == job.profile and isinstance(old.get("wall_s"), (int, float)):

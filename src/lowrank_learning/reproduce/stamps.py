@@ -1,7 +1,7 @@
 """Stamps: ``book/results/<name>.stamp.json`` records what produced an executed notebook.
 
 A stamp holds the notebook file's sha256, the resolved parameters, the package's
-:func:`~lowrank_learning.cache.package_hash` and the profile. A notebook whose stamp matches its
+:func:`~lowrank_learning.core.cache.package_hash` and the profile. A notebook whose stamp matches its
 current inputs is up to date and is skipped.
 """
 
