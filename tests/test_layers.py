@@ -22,7 +22,7 @@ LAYERS = {
     "learn": 3,
     "analysis": 4,
     "experiments": 5,
-    "plotting": 6, "results": 6, "sweeps": 6, "cli": 6, "reproduce": 6,
+    "plotting": 6, "results": 6, "sweeps": 6, "named_sweeps": 6, "cli": 6, "reproduce": 6,
     "__init__": 7,
 }
 # Third-party packages that are optional (an extra): the only ones imported inside functions.

@@ -163,15 +163,3 @@ def test_e9_jobs_grid():
     with pytest.raises(ll.InvalidParameterError, match="activation"):
         ll.compare_nonlinear("linear", "teacher", 10, 0.1, 0)
 
-
-def test_paper_profile_of_the_notebook_matches_the_package_grid():
-    """notebooks/profiles.yml's e9_validation paper entry and the CLI's paper grid are the same."""
-    import pathlib
-
-    import yaml
-
-    path = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "profiles.yml"
-    entry = yaml.safe_load(path.read_text())["e9_validation"]["paper"]
-    grid = v.E9_PROFILES["paper"]
-    for key, value in grid.items():
-        assert entry[key] == value, key

@@ -22,7 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .core.activations import ACTIVATIONS, gain, phi
 from .core.adjoint import ensemble_value_and_grad, overlap_value_and_grad
 from .core.architecture import Architecture
-from .core.batch import Batch
+from .core.batch import Batch, loss_value
 from .core.cache import memo
 from .core.errors import (
     DivergenceError,
@@ -113,6 +113,7 @@ from .experiments.validation import (
 
 # pipeline
 from . import plotting
+from .reproduce import Layout, find_root
 from .results import load_results, save_results
 from .sweeps import JobFailure, SchedulerUnreachableError, SweepError, grid, run_sweep
 

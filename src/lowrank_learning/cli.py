@@ -13,24 +13,38 @@ module only parses arguments.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
 from . import reproduce as rp
-from .core.errors import LowRankError
-from .experiments.registry import NAMED_SWEEPS, named_sweep
+from .core._checks import check_int, check_positive
+from .core.errors import InvalidParameterError, LowRankError
+from .named_sweeps import NAMED_SWEEPS, named_sweep
 from .reproduce.layout import find_root
 from .sweeps import run_sweep, write_csv
 
 
-def _positive_int(text: str) -> int:
+def _argument(text: str, parse, check, expected: str):
+    """``check("value", parse(text))``, its errors as :class:`argparse.ArgumentTypeError`."""
     try:
-        value = int(text)
+        value = parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    try:
+        return check("value", value)
+    except InvalidParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (the rule of :func:`~lowrank_learning.core._checks.check_int`)."""
+    return _argument(text, int, functools.partial(check_int, minimum=1), "an integer >= 1")
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (the rule of :func:`~lowrank_learning.core._checks.check_positive`)."""
+    return _argument(text, float, check_positive, "a positive number")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,26 +104,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
 def _sweep(args) -> int:
-
     if "LOWRANK_LEARNING_CACHE" not in os.environ:
-
         try:
             os.environ["LOWRANK_LEARNING_CACHE"] = str(find_root(args.root) / ".lowrank_cache")
         except Exception:  # outside the repository: the default cache directory
             pass
-    fn, jobs = named_sweep(args.name, args.profile)
     try:
+        fn, jobs = named_sweep(args.name, args.profile, args.root)
         frame = run_sweep(args.name, fn, jobs, scheduler=args.scheduler, workers=args.workers,
                           timeout=args.timeout, progress=False if args.no_progress else None,
                           errors="collect")
@@ -129,7 +131,6 @@ def _sweep(args) -> int:
 def main(argv=None) -> int:
     """Entry point of the ``lowrank-learning`` command; returns the exit code."""
     args = _parser().parse_args(argv)
-
     try:
         if args.command == "reproduce":
             return rp.reproduce(root=args.root, profile=args.profile, only=args.only, jobs=args.jobs,

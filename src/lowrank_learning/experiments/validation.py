@@ -9,7 +9,8 @@ Sweep jobs (module-level, for :func:`lowrank_learning.sweeps.run_sweep`)
 * :func:`compare_nonlinear`: learn_overlaps (rule="exact") vs learn_vectors for erf/tanh on
   flip-flop or a teacher task, with the errors before, at and after the loss drop.
 
-:func:`e9_jobs` builds the E9 grid; :data:`E9_PROFILES` holds its quick and paper sizes.
+:func:`e9_jobs` builds the E9 grid from the chapter's parameters (its sizes live in the E9 notebook
+and ``notebooks/profiles.yml`` only; :mod:`lowrank_learning.named_sweeps` reads them for the CLI).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..analysis.stats import (
     loss_drop_epoch,
     overlap_error_curve,
 )
+from ..core._checks import check_choice, check_int, check_seed
 from ..core.architecture import Architecture
 from ..core.batch import Batch
 from ..core.errors import InvalidParameterError
@@ -37,7 +39,7 @@ from ..learn.vectors import learn_vectors
 from ..tasks import exponential_filter, flip_flop
 
 __all__ = [
-    "teacher_batch", "e9_task", "linear_exactness", "compare_nonlinear", "e9_jobs", "E9_PROFILES",
+    "teacher_batch", "e9_task", "linear_exactness", "compare_nonlinear", "e9_jobs",
     "INIT_OVERLAPS", "TEACHER_OVERLAPS", "E9_TASKS", "seed_summary", "scaling_table",
 ]
 
@@ -68,11 +70,10 @@ def teacher_batch(activation: str, n_trials: int = 4, dt: float = 0.1, T_max: fl
 def e9_task(task: str, activation: str, n_trials: int, dt: float, T_max: float):
     """The E9 task: ``"flipflop"`` (fresh trials each epoch) or ``"teacher"`` (a fixed batch)."""
 
+    check_choice("task", task, E9_TASKS)
     if task == "flipflop":
         return flip_flop(n_trials=int(n_trials), dt=float(dt), T_max=float(T_max))
-    if task == "teacher":
-        return teacher_batch(activation, n_trials, dt, T_max)
-    raise InvalidParameterError(f"task must be one of {E9_TASKS}, got {task!r}")
+    return teacher_batch(activation, n_trials, dt, T_max)
 
 
 # ----------------------------------------------------------------------------- jobs
@@ -84,11 +85,12 @@ def linear_exactness(N: int, seed: int, lr: float = 5e-3, epochs: int = 100, dt:
     the largest ``|sigma|``), ``loss_error`` (largest relative loss difference) and ``N``, ``seed``.
     """
 
+    N, seed, epochs = check_int("N", N, 1), check_seed(seed), check_int("epochs", epochs, 1)
     arch = Architecture(activation="linear")
-    X0 = sample_vectors(arch, int(N), seed=int(seed))
+    X0 = sample_vectors(arch, N, seed=seed)
     task = exponential_filter(c=0.2, dt=dt, T_max=T_max)
-    full = learn_vectors(arch, X0, task, lr, int(epochs), progress=False)
-    theory = learn_overlaps(arch, overlaps(X0), task, lr, int(epochs), rule="exact", progress=False)
+    full = learn_vectors(arch, X0, task, lr, epochs, progress=False)
+    theory = learn_overlaps(arch, overlaps(X0), task, lr, epochs, rule="exact", progress=False)
     scale = np.max(np.abs(full.sigma_all))
     err = np.max(np.abs(full.sigma_all - theory.sigma_all)) / scale
     loss_err = np.max(np.abs(full.loss - theory.loss) / np.abs(full.loss))
@@ -97,8 +99,7 @@ def linear_exactness(N: int, seed: int, lr: float = 5e-3, epochs: int = 100, dt:
 
 def _check_dtype(dtype, where: str) -> None:
     """The full network's precision in the E9 jobs: "float32" or "float64"."""
-    if dtype not in ("float32", "float64"):
-        raise InvalidParameterError(f"{where}: dtype must be 'float32' or 'float64', got {dtype!r}")
+    check_choice(f"{where}: dtype", dtype, ("float32", "float64"))
 
 
 def compare_nonlinear(activation: str, task: str, N: int, lr: float, seed: int, epochs: int = 300,
@@ -110,8 +111,9 @@ def compare_nonlinear(activation: str, task: str, N: int, lr: float, seed: int, 
     the theory starts from their actual overlaps, so every difference comes from learning.
     ``dtype`` is the precision of the full network ("float32" or "float64"; float64 needs
     ``jax_enable_x64``); the theory runs in JAX's default float type. The comparison is statistical
-    (finite-N errors of 1e-3 and more), so float32 is the default: at N = 10^3 and 10^4 it moves
-    the full network's overlaps by at most about 2e-5 from a float64 run, at a third of the cost.
+    (finite-N errors of 1e-3 and more), so float32 is the default: its rounding moves the full
+    network's overlaps far less than those errors (the E9 notebook compares the two precisions),
+    and it costs less.
 
     Returns a dict with (K = 4, 10 overlaps, E = epochs)
 
@@ -131,41 +133,30 @@ def compare_nonlinear(activation: str, task: str, N: int, lr: float, seed: int, 
     ``seconds_full``, ``seconds_theory``  wall time of the two runs (compilation included)
     """
 
-    if task not in E9_TASKS:
-        raise InvalidParameterError(f"compare_nonlinear: task must be one of {E9_TASKS}, got {task!r}")
-    if activation not in ("erf", "tanh"):
-        raise InvalidParameterError(f"compare_nonlinear: activation must be 'erf' or 'tanh', got {activation!r}")
+    check_choice("compare_nonlinear: task", task, E9_TASKS)
+    check_choice("compare_nonlinear: activation", activation, ("erf", "tanh"))
     _check_dtype(dtype, "compare_nonlinear")
     if dtype == "float64" and not jax.config.jax_enable_x64:
         raise InvalidParameterError("compare_nonlinear: dtype='float64' needs jax_enable_x64")
+    N, seed = check_int("compare_nonlinear: N", N, 1), check_seed(seed, "compare_nonlinear: seed")
+    epochs = check_int("compare_nonlinear: epochs", epochs, 1)
     arch = Architecture(activation=activation)
-    X0 = sample_vectors(arch, int(N), seed=int(seed), sigma=sigma_from_named(arch, INIT_OVERLAPS))
+    X0 = sample_vectors(arch, N, seed=seed, sigma=sigma_from_named(arch, INIT_OVERLAPS))
     tk = e9_task(task, activation, n_trials, dt, T_max)
     t0 = time.perf_counter()
-    full = learn_vectors(arch, np.asarray(X0, dtype=dtype), tk, lr, int(epochs), seed=int(seed), progress=False)
+    full = learn_vectors(arch, np.asarray(X0, dtype=dtype), tk, lr, epochs, seed=seed, progress=False)
     t1 = time.perf_counter()
-    theory = learn_overlaps(arch, overlaps(X0), tk, lr, int(epochs), rule="exact", seed=int(seed), progress=False)
+    theory = learn_overlaps(arch, overlaps(X0), tk, lr, epochs, rule="exact", seed=seed, progress=False)
     t2 = time.perf_counter()
+    return {**_full_vs_theory(arch, X0, full, theory), "seconds_full": t1 - t0, "seconds_theory": t2 - t1}
+
+
+def _full_vs_theory(arch, X0, full, theory) -> dict:
+    """The measures of :func:`compare_nonlinear` but its timings, from the two trajectories."""
     curve = overlap_error_curve(full.sigma_all, theory.sigma_all)
     d_full, d_theory = loss_drop_epoch(full.loss), loss_drop_epoch(theory.loss)
     shift = d_full - d_theory
-    nan = float("nan")
-    if np.isfinite(d_theory):
-        e_before = int(0.8 * d_theory)
-        err_before = float(np.max(curve[:max(1, e_before)]))
-        err_at = float(curve[int(round(d_theory))])
-    else:
-        err_before = err_at = nan
-    if np.isfinite(shift):
-        s = int(round(shift))
-        E = full.sigma_all.shape[0] - 1
-        if s >= 0:
-            aligned = np.max(np.abs(full.sigma_all[E] - theory.sigma_all[E - s]))
-        else:
-            aligned = np.max(np.abs(full.sigma_all[E + s] - theory.sigma_all[E]))
-        err_aligned = float(aligned)
-    else:
-        err_aligned = nan
+    err_before, err_at = _errors_around_drop(curve, d_theory)
     kurt_end = excess_kurtosis(full.final_vectors)
     return {
         "err_end": float(curve[-1]), "err_max": float(np.max(curve)), "err_curve": curve,
@@ -173,26 +164,37 @@ def compare_nonlinear(activation: str, task: str, N: int, lr: float, seed: int, 
         "loss_full": np.asarray(full.loss), "loss_theory": np.asarray(theory.loss),
         "loss_rel_end": float(abs(full.loss[-1] - theory.loss[-1]) / theory.loss[-1]),
         "drop_full": d_full, "drop_theory": d_theory, "drop_shift": float(shift),
-        "err_before": err_before, "err_at_drop": err_at, "err_end_aligned": err_aligned,
+        "err_before": err_before, "err_at_drop": err_at,
+        "err_end_aligned": _aligned_end_error(full.sigma_all, theory.sigma_all, shift),
         "kurtosis_end": kurt_end, "kurtosis_start": excess_kurtosis(X0),
         "kurtosis_max": float(np.max(np.abs(kurt_end))),
         "gauss_dist_end": gaussian_distance(full.final_vectors), "gauss_dist_start": gaussian_distance(X0),
-        "seconds_full": t1 - t0, "seconds_theory": t2 - t1,
     }
 
 
+def _errors_around_drop(curve, d_theory) -> tuple[float, float]:
+    """Largest overlap error before 0.8 x the theory's drop epoch, and the error at that epoch
+    (NaN, NaN without a drop)."""
+    if not np.isfinite(d_theory):
+        return float("nan"), float("nan")
+    e_before = int(0.8 * d_theory)
+    return float(np.max(curve[:max(1, e_before)])), float(curve[int(round(d_theory))])
+
+
+def _aligned_end_error(sigma_full, sigma_theory, shift) -> float:
+    """Largest overlap difference at the end, with the run whose loss dropped earlier taken
+    ``|round(shift)|`` epochs before its end (``shift``: full minus theory drop epoch; NaN when
+    either run has no drop)."""
+    if not np.isfinite(shift):
+        return float("nan")
+    s = int(round(shift))
+    E = sigma_full.shape[0] - 1
+    if s >= 0:
+        return float(np.max(np.abs(sigma_full[E] - sigma_theory[E - s])))
+    return float(np.max(np.abs(sigma_full[E + s] - sigma_theory[E])))
+
+
 # ----------------------------------------------------------------------------- the E9 grid
-E9_PROFILES = {
-    "quick": dict(N_linear=[10, 100, 1000], N_values=[100, 1000], seeds=[2, 2], activations=["erf"],
-                  tasks=["flipflop", "teacher"], lrs=[0.2], epochs=60, n_trials=2, dt=0.1,
-                  T_max=10.0, epochs_largest=60),
-    "paper": dict(N_linear=[10, 100, 1000, 10000, 100000], N_values=[100, 1000, 10000, 100000],
-                  seeds=[5, 5, 5, 2], activations=["erf", "tanh"], tasks=["flipflop", "teacher"],
-                  lrs=[0.1, 0.2], epochs=200, n_trials=4, dt=0.1, T_max=20.0, epochs_largest=200,
-                  activations_largest=["erf"], lrs_largest=[0.2]),
-}
-
-
 def e9_jobs(N_values, seeds, activations=("erf", "tanh"), tasks=E9_TASKS, lrs=(0.1, 0.2),
             epochs: int = 300, n_trials: int = 4, dt: float = 0.1, T_max: float = 20.0,
             epochs_largest: int | None = None, activations_largest=None, lrs_largest=None,
@@ -205,8 +207,9 @@ def e9_jobs(N_values, seeds, activations=("erf", "tanh"), tasks=E9_TASKS, lrs=(0
     N_values, seeds = list(N_values), list(seeds)
     if not N_values or len(N_values) != len(seeds):
         raise InvalidParameterError(f"e9_jobs: N_values and seeds need the same non-zero length, got {N_values}, {seeds}")
-    if any(int(s) < 1 for s in seeds):
-        raise InvalidParameterError(f"e9_jobs: every entry of seeds must be >= 1, got {seeds}")
+    for i, (N, ns) in enumerate(zip(N_values, seeds)):
+        check_int(f"e9_jobs: N_values[{i}]", N, 1)
+        check_int(f"e9_jobs: seeds[{i}] (the number of seeds at N_values[{i}])", ns, 1)
     _check_dtype(dtype, "e9_jobs")
     big = max(N_values)
     jobs = []
