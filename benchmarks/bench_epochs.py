@@ -1,22 +1,18 @@
-"""Time per training epoch of the compiled learners (float32, CPU by default).
+"""Time per training epoch of the compiled learners (float32, CPU unless JAX sees a GPU).
 
-Workloads (issue: core engine), goals on a 2-core machine:
+Workloads A-E and their goals are listed in ``workloads.py`` (A, B: linear full network and
+overlap map on the E1 task; C: erf overlap dynamics on flip-flop; D: erf full network at E6's
+size; E: the ensemble of E8's 20 twin runs). Workload E is also timed as 20 single runs
+(``ll.learn_overlaps`` one after the other) and with the XLA adjoint instead of the compiled
+CPU kernel (``LOWRANK_KERNEL=xla``). Last, the ratio of full-network to overlap-map time per
+epoch for N = 10^2 .. 10^5 (linear, E1 task).
 
-A  full linear network, N = 500, 400 steps, one epoch of GD ............ <= 2 ms
-B  rank-1 linear overlap map (exact), 400 steps ........................ <= 0.1 ms
-C  erf overlap dynamics, batch 128, 400 steps, fresh flip-flop trials ... <= 5 ms
-D  erf full network, N = 600, batch 10, 800 steps, fresh trials ........ <= 100 ms
-E  ensemble of 20 erf overlap runs (E8 phase 1: 10 flip-flop + 10 decision-making twins), batch
-   128, 400 steps, fresh trials, learning-rate drop inside the loop; the whole ensemble per
-   epoch ............................................................... <= 8 ms (E8 in 8 min)
-   compared with 20 single runs (``learn_overlaps`` one after the other) and with the XLA
-   adjoint instead of the compiled CPU kernel (``LOWRANK_KERNEL=xla``)
+Each timing compiles first (one untimed run with the same shapes), then times ``epochs``
+epochs and reports the median and best of ``repeats`` runs. ``--json`` writes the results
+with the machine; ``python benchmarks/report.py`` turns ``benchmarks/results/*.json`` into
+``benchmarks/README.md``.
 
-plus the ratio of full-network to overlap-dynamics time per epoch for N = 10^2 .. 10^5
-(linear, E1 task). Each timing compiles first (one short warm-up run with the same
-shapes), then times ``epochs`` epochs and reports the median and best of ``repeats`` runs.
-
-Usage: python benchmarks/bench_epochs.py [--quick] [--json OUT.json]
+Usage: python benchmarks/bench_epochs.py [--quick] [--repeats 5] [--json benchmarks/results/NAME.json]
 """
 
 from __future__ import annotations
@@ -29,10 +25,10 @@ import time
 
 import jax
 import numpy as np
+from workloads import GOALS_MS
 
 import lowrank_learning as ll
-
-GOALS_MS = {"A": 2.0, "B": 0.1, "C": 5.0, "D": 100.0, "E": 8.0}
+from lowrank_learning.core import _kernels
 
 
 def _time_per_epoch(run, epochs: int, repeats: int) -> tuple[float, float]:
@@ -67,11 +63,9 @@ def workloads(quick: bool):
 
 
 def _e8_members():
-    from lowrank_learning import twins
-
-    ff, dm, _ = twins.twin_tasks(128)
-    start = ll.random_overlaps(twins.ARCH, 10, seed=0).sigma.astype(np.float32)
-    return twins.ARCH, np.concatenate([start, start]), [ff] * 10 + [dm] * 10
+    ff, dm, _ = ll.twins.twin_tasks(128)
+    start = ll.random_overlaps(ll.twins.ARCH, 10, seed=0).sigma.astype(np.float32)
+    return ll.twins.ARCH, np.concatenate([start, start]), [ff] * 10 + [dm] * 10
 
 
 def _ensemble(epochs):
@@ -95,7 +89,9 @@ def main(argv=None):
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cores, "
           f"{platform.processor() or platform.machine()}, float32")
     results = {"jax": jax.__version__, "device": jax.devices()[0].platform, "cores": os.cpu_count(),
-               "workloads": {}, "ratio": {}}
+               "processor": platform.processor() or platform.machine(), "dtype": "float32",
+               "repeats": args.repeats, "quick": args.quick, "load_average": list(os.getloadavg()),
+               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "workloads": {}, "ratio": {}}
     print(f"ms per epoch, median and best of {args.repeats} runs; the goal is judged on the median")
     for name, (run, epochs) in workloads(args.quick).items():
         med, best = (1e3 * t for t in _time_per_epoch(run, epochs, args.repeats))
@@ -107,8 +103,6 @@ def main(argv=None):
     singles = 1e3 * _time_per_epoch(_singles, 16 if args.quick else 32, max(1, args.repeats // 2))[0]
     ens = results["workloads"]["E"]["ms_per_epoch_median"]
     # the same ensemble on the XLA adjoint (the kernel choice is read when the loop is traced)
-    from lowrank_learning.core import _kernels
-
     results["kernel_E"] = _kernels.choose("auto", ll.Architecture(activation="erf"), work=20 * 128 * 400)
     old, os.environ["LOWRANK_KERNEL"] = os.environ.get("LOWRANK_KERNEL"), "xla"
     try:

@@ -1,8 +1,9 @@
 """Time per epoch of the overlap dynamics (independent of N) vs the full network (grows with N).
 
-Calls :func:`lowrank_learning.experiments.validation.scaling_benchmark` (linear on the E1 task, erf on E9's
-flip-flop) and writes the result, with the environment, to a JSON file that the performance
-chapter reads for its paper profile.
+Calls ``ll.scaling_benchmark`` (linear units on the E1 task, erf units on E9's flip-flop) and
+``ll.crossover_size``, and writes the result, with the machine, to a JSON file that the
+performance chapter reads for its paper profile and ``python benchmarks/report.py`` turns into
+the scaling tables of ``benchmarks/README.md``.
 
 Usage: python benchmarks/bench_scaling.py [--sizes 100 1000 10000 100000] [--float64]
                                           [--json benchmarks/results/scaling-cpu.json]
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import jax
 
+import lowrank_learning as ll
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,17 +36,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.float64:
         jax.config.update("jax_enable_x64", True)
-    from lowrank_learning.experiments.validation import crossover_size, scaling_benchmark
-
     t0 = time.perf_counter()
-    res = scaling_benchmark(args.sizes, epochs=args.epochs, repeats=args.repeats,
-                            epochs_largest=args.epochs_largest)
+    res = ll.scaling_benchmark(args.sizes, epochs=args.epochs, repeats=args.repeats,
+                               epochs_largest=args.epochs_largest)
     res.update(jax=jax.__version__, cores=os.cpu_count(), processor=platform.processor() or platform.machine(),
                load_average=list(os.getloadavg()), note=args.note, wall_s=time.perf_counter() - t0,
                date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     for act in ("linear", "erf"):
         r = res[act]
-        r["crossover_N"] = crossover_size(res["N"], r["full_s"], r["overlap_s"])
+        r["crossover_N"] = ll.crossover_size(res["N"], r["full_s"], r["overlap_s"])
         print(f"{act}: overlap {1e3 * r['overlap_s']:.3f} ms/epoch; full " +
               ", ".join(f"N={n}: {1e3 * t:.2f} ms" for n, t in zip(res["N"], r["full_s"])))
     out = Path(args.json)

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # GPU check, to run in one go on a machine with an NVIDIA GPU (H100/H200; < 12 min):
-#   1. benchmark workloads A-D (benchmarks/bench_epochs.py) on the GPU, float32;
+#   1. benchmark workloads A-E (benchmarks/bench_epochs.py) on the GPU, float32;
 #   2. time per epoch, overlap dynamics vs full network, N = 10^2 .. 10^6 (bench_scaling.py);
 #   3. the E9 nonlinear comparison (erf, flip-flop and teacher, eta = 0.2) at N = 10^4 .. 10^6,
 #      2 seeds, float64, as a sweep (cached per job; results as CSV).
 # Results go to $OUT (default: benchmarks/results/gpu). Needs the CUDA build of jax:
 #   pip install -e ".[cuda]"      (this script installs it if jax sees no GPU and pip can reach it)
-# No GPU numbers are in this repository until this script has been run on one.
+# The JSON files under benchmarks/results/gpu are then summarised in benchmarks/README.md by
+#   python benchmarks/report.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/results/gpu}"
@@ -21,7 +22,7 @@ fi
 "$PY" -c "import jax; print('devices:', jax.devices())" | tee "$OUT/devices.txt"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/nvidia-smi.csv" || true
 
-echo "== 1. workloads A-D (float32)"
+echo "== 1. workloads A-E (float32)"
 timeout 180 "$PY" benchmarks/bench_epochs.py --json "$OUT/bench_epochs.json" || echo "bench_epochs failed or timed out" >&2
 
 echo "== 2. scaling, N = 10^2 .. 10^6 (float32)"
@@ -47,4 +48,4 @@ json.dump({"wall_s": time.perf_counter() - t0, "failures": [str(f) for f in df.a
            "median": {f"{t}/{n}": row.to_dict() for (t, n), row in summary.iterrows()}},
           open(f"{out}/e9_gpu.json", "w"), indent=1)
 PY
-echo "done: $OUT"
+echo "done: $OUT (python benchmarks/report.py adds its JSON files to benchmarks/README.md)"
