@@ -21,6 +21,7 @@ import yaml
 import lowrank_learning as ll
 from lowrank_learning import results as results_mod
 from lowrank_learning.reproduce import book
+from lowrank_learning.reproduce.colab import colab_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,14 +36,16 @@ def test_save_results_writes_plain_json(tmp_path, monkeypatch):
     }, parameters={"N": np.int32(200), "eta": 5e-3})
     assert path == tmp_path / "out" / "e9_demo.json"
     doc = json.loads(path.read_text())  # strict JSON: NaN/inf were replaced
+    prov = doc.pop("provenance")  # the environment of this process (tests/test_provenance.py)
+    assert prov["packages"]["lowrank-learning"] == ll.__version__ and prov["accelerator"]["platform"]
     assert doc == {
         "notebook": "e9_demo", "profile": "quick", "parameters": {"N": 200, "eta": 5e-3},
         "results": {"a": 0.5, "n": 3, "bad": None, "inf": None, "v": [0.0, 1.0, 2.0],
                     "m": [[1, 2], [3, None]], "none": None, "label": "x"},
         "headline": ["a", "n", "bad", "inf"],  # default: the first four
     }
-    assert ll.load_results("e9_demo", tmp_path / "out") == doc
-    assert ll.load_results("e9_demo") == doc  # default: $LOWRANK_RESULTS_DIR
+    assert ll.load_results("e9_demo", tmp_path / "out") == dict(doc, provenance=prov)
+    assert ll.load_results("e9_demo") == dict(doc, provenance=prov)  # default: $LOWRANK_RESULTS_DIR
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["e9_demo.json"]  # no temporaries
     assert path.stat().st_mode & 0o777 == 0o644
 
@@ -154,12 +157,8 @@ def test_intro_includes_the_results_table():
 
 
 # --------------------------------------------------------------------------- conventions
-COLAB_CELL = '''# Colab only: install the companion package (does nothing anywhere else).
-import sys
-if "google.colab" in sys.modules:
-    import subprocess
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "lowrank-learning @ git+https://github.com/lowrank-learning/lowrank-learning"], check=True)'''
+# Generated from pyproject.toml (name, [project.urls] Repository, version): see reproduce/colab.py.
+COLAB_CELL = colab_cell(ROOT)
 
 NOTEBOOKS = list(yaml.safe_load((ROOT / "notebooks" / "profiles.yml").read_text()))
 
