@@ -1,9 +1,12 @@
-"""The result cache: hits, misses, invalidation by source, corruption, atomic writes, keys."""
+"""The result cache: hits, misses, invalidation by source and by versions, corruption, atomic
+writes, keys, and its maintenance (scan, prune, ``lowrank-learning cache``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import time
 import zipfile
 from dataclasses import dataclass
 
@@ -13,7 +16,8 @@ import numpy as np
 import pytest
 
 import lowrank_learning as ll
-from lowrank_learning.core import cache
+from lowrank_learning import cli
+from lowrank_learning.core import cache, provenance
 
 
 class Counter:
@@ -138,7 +142,8 @@ def test_copy_hashes_like_the_installed_package(package_copy):
 
 
 @pytest.mark.parametrize("rel", ["reproduce/runner.py", "reproduce/__init__.py", "reproduce/layout.py",
-                                 "results.py", "plotting.py", "cli.py", "core/cache.py"])
+                                 "results.py", "plotting.py", "cli.py", "core/cache.py",
+                                 "core/provenance.py"])
 def test_editing_pipeline_code_keeps_the_model_hash(package_copy, rel):
     """The reproduction pipeline, result files, plots and CLI are not model code."""
     path = package_copy / rel
@@ -461,3 +466,169 @@ def test_bad_zip_detected_by_zipfile_too(tmp_cache):
     _corrupt_truncate(path)
     with pytest.raises(zipfile.BadZipFile):
         zipfile.ZipFile(path).testzip()
+
+
+# --------------------------------------------------------------------------- versions in the key
+def _other_version(monkeypatch, package, version):
+    """Make ``package`` look installed at ``version`` (the source of every recorded version)."""
+    real = provenance.package_version
+    monkeypatch.setattr(provenance, "package_version", lambda name: version if name == package else real(name))
+
+
+@pytest.mark.parametrize("package", ["jax", "jaxlib", "numpy", "scipy", "numba"])
+def test_entry_made_under_other_versions_is_a_miss(tmp_cache, monkeypatch, package):
+    fn = Counter(simulate)
+    with monkeypatch.context() as m:
+        _other_version(m, package, "0.0.1")
+        assert cache.key_environment()[package] == "0.0.1"
+        ll.memo("sim", fn, [1.0, 2.0])
+        ll.memo("sim", fn, [1.0, 2.0])
+        assert fn.calls == 1  # the same versions hit
+    ll.memo("sim", fn, [1.0, 2.0])
+    assert fn.calls == 2      # the entry made under the other version is not reused
+    ll.memo("sim", fn, [1.0, 2.0])
+    assert fn.calls == 2 and len(_entries(tmp_cache)) == 2
+
+
+def test_entry_made_on_another_accelerator_is_a_miss(tmp_cache, monkeypatch):
+    fn = Counter(simulate)
+    ll.memo("sim", fn, [1.0])
+    monkeypatch.setattr(provenance, "accelerator", lambda: {"platform": "gpu", "kind": "NVIDIA H200", "count": 1})
+    assert cache.key_environment()["accelerator"] == "gpu/NVIDIA H200"
+    ll.memo("sim", fn, [1.0])
+    assert fn.calls == 2
+    monkeypatch.undo()
+    monkeypatch.setenv("LOWRANK_LEARNING_CACHE", str(tmp_cache))
+    ll.memo("sim", fn, [1.0])
+    assert fn.calls == 2
+
+
+def test_key_environment_names_the_numeric_software():
+    env = cache.key_environment()
+    assert set(env) == {"jax", "jaxlib", "numpy", "scipy", "numba", "system", "machine", "accelerator"}
+    assert env["jax"] == jax.__version__ and env["numpy"] == np.__version__
+    assert env["accelerator"].startswith(jax.default_backend() + "/")
+
+
+def test_manifest_records_what_the_key_was_made_with(tmp_cache):
+    before = time.time()
+    ll.memo("sim", simulate, [1.0])
+    (path,) = _entries(tmp_cache)
+    meta = cache._manifest(path)
+    assert meta["key"] == path.stem and meta["name"] == "sim" and meta["format"] == cache._FORMAT
+    assert meta["source_hash"] == cache.source_hash()
+    assert meta["environment"] == cache.key_environment()
+    assert before - 1 <= meta["created"] <= time.time() + 1
+
+
+# --------------------------------------------------------------------------- scan and prune
+def _store_old_format(root, name="old"):
+    """An entry as an earlier cache format wrote it (no versions in its manifest)."""
+    key = "a" * 64
+    manifest = json.dumps({"format": 1, "key": key, "name": name, "tree": {"t": "none"}}).encode()
+    path = root / name / f"{key}.npz"
+    path.parent.mkdir(parents=True)
+    with open(path, "wb") as f:
+        np.savez(f, __manifest__=np.frombuffer(manifest, dtype=np.uint8),
+                 __checksum__=np.array(cache._checksum(manifest, {})))
+    return path
+
+
+@pytest.fixture
+def mixed_cache(tmp_cache, monkeypatch):
+    """A cache holding one entry of each kind; returns {kind: path}."""
+    paths = {}
+
+    def made(name, *args):
+        ll.memo(name, simulate, *args)
+        (path,) = [p for p in _entries(tmp_cache) if p not in paths.values()]
+        return path
+
+    paths["current"] = made("sim", [1.0])
+    with monkeypatch.context() as m:
+        _other_version(m, "jax", "0.0.1")
+        paths["other_jax"] = made("sim", [2.0])
+    with monkeypatch.context() as m:
+        m.setattr(cache, "source_hash", lambda: "0" * 64)
+        paths["other_code"] = made("sim", [3.0])
+    with monkeypatch.context() as m:
+        real = time.time
+        m.setattr(cache.time, "time", lambda: real() - 10 * 86400)
+        paths["ten_days"] = made("aged", [4.0])
+    paths["corrupt"] = made("sim", [5.0])
+    _corrupt_garbage(paths["corrupt"])
+    paths["old_format"] = _store_old_format(tmp_cache)
+    leftover = tmp_cache / "sim" / f".{'b' * 64}.npz.x1y2.tmp"
+    leftover.write_bytes(b"PK partial")
+    os.utime(leftover, (time.time() - 3 * 86400,) * 2)
+    paths["leftover"] = leftover
+    writing = tmp_cache / "sim" / f".{'c' * 64}.npz.x3y4.tmp"  # a write in progress: kept
+    writing.write_bytes(b"PK partial")
+    paths["writing"] = writing
+    foreign = tmp_cache / "sim" / "notes.txt"                   # not the cache's: kept
+    foreign.write_text("mine")
+    paths["foreign"] = foreign
+    return paths
+
+
+def test_scan_classifies_entries_by_manifest(mixed_cache, tmp_cache):
+    entries = {e.path: e for e in cache.scan()}
+    status = {kind: entries[p].status for kind, p in mixed_cache.items() if p in entries}
+    assert status == {"current": "current", "other_jax": "stale", "other_code": "stale", "ten_days": "current",
+                      "corrupt": "unreadable", "old_format": "stale", "leftover": "leftover"}
+    assert "jax 0.0.1 (now " + jax.__version__ + ")" in entries[mixed_cache["other_jax"]].reason
+    assert entries[mixed_cache["other_code"]].reason == "other model code"
+    assert entries[mixed_cache["old_format"]].reason == f"cache format 1 (now {cache._FORMAT})"
+    assert 9.9 < entries[mixed_cache["ten_days"]].age_days < 10.1
+    assert entries[mixed_cache["current"]].size == mixed_cache["current"].stat().st_size
+    aged = {e.path: e.status for e in cache.scan(older_than_days=7)}
+    assert aged[mixed_cache["ten_days"]] == "expired" and aged[mixed_cache["current"]] == "current"
+    with pytest.raises(ll.InvalidParameterError, match="older_than_days"):
+        cache.scan(older_than_days=-1)
+    assert cache.scan(tmp_cache / "missing") == []
+
+
+def test_prune_removes_what_cannot_be_hit(mixed_cache, tmp_cache):
+    files = sorted(p for p in tmp_cache.rglob("*") if p.is_file())
+    would = cache.prune(dry_run=True)
+    assert sorted(p for p in tmp_cache.rglob("*") if p.is_file()) == files  # a dry run deletes nothing
+    removed = cache.prune()
+    assert {e.path for e in removed} == {e.path for e in would} == {
+        mixed_cache[k] for k in ("other_jax", "other_code", "corrupt", "old_format", "leftover")}
+    left = sorted(p for p in tmp_cache.rglob("*") if p.is_file())
+    assert left == sorted(mixed_cache[k] for k in ("current", "ten_days", "writing", "foreign"))
+    assert not (tmp_cache / "old").exists()  # a name folder left empty goes too
+    assert cache.prune() == []
+    assert cache.lookup("sim", cache.cache_key("sim", simulate, ([1.0],)))[0]  # the current entry still hits
+    (aged,) = cache.prune(older_than_days=7)
+    assert aged.path == mixed_cache["ten_days"] and aged.status == "expired"
+    assert not (tmp_cache / "aged").exists()
+
+
+def test_cli_cache_info_and_prune(mixed_cache, tmp_cache, capsys, monkeypatch):
+    monkeypatch.delenv("LOWRANK_LEARNING_CACHE")
+    sizes = {k: p.stat().st_size for k, p in mixed_cache.items()}
+    assert cli.main(["cache", "info", "--cache-dir", str(tmp_cache)]) == 0
+    out = capsys.readouterr().out
+    assert f"cache {tmp_cache}" in out and f"jax {jax.__version__}" in out
+    assert "model code " + cache.source_hash()[:12] in out
+    assert "7 entries" in out and "stale: 3 entries" in out and "unreadable: 1 entry" in out
+    assert "current: 2 entries" in out and "leftover: 1 entry" in out
+
+    assert cli.main(["cache", "prune", "--cache-dir", str(tmp_cache), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would remove 5 entries" in out and mixed_cache["other_jax"].exists()
+    assert "1 × stale: other model code" in out and "1 × unreadable:" in out
+
+    stale = sum(sizes[k] for k in ("other_jax", "other_code", "corrupt", "old_format", "leftover"))
+    assert cli.main(["cache", "prune", "--cache-dir", str(tmp_cache)]) == 0
+    out = capsys.readouterr().out
+    assert f"removed 5 entries ({stale} bytes)" in out or f"removed 5 entries ({stale / 1024:.1f} KiB)" in out
+    assert not mixed_cache["other_jax"].exists() and mixed_cache["current"].exists()
+
+    monkeypatch.setenv("LOWRANK_LEARNING_CACHE", str(tmp_cache))  # the default directory
+    assert cli.main(["cache", "prune", "--older-than", "7"]) == 0
+    assert "removed 1 entry" in capsys.readouterr().out and not mixed_cache["ten_days"].exists()
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["cache", "prune", "--older-than", "-1"])
+    assert exc.value.code == 2 and "--older-than" in capsys.readouterr().err

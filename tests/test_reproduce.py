@@ -14,12 +14,13 @@ import pytest
 
 from lowrank_learning import cli
 from lowrank_learning import reproduce as rp
-from lowrank_learning.core import cache
+from lowrank_learning.core import cache, provenance
 from lowrank_learning.reproduce.launch import launch_links
 from lowrank_learning.reproduce.runner import expected_seconds, longest_first
 
 PARAMS = 'n = 3\nscale = 1.5\nlabel = "a"\nflags = [1, 2]\nlog = "log.txt"  # where each run appends a line'
-GOOD = 'with open(log, "a") as f:\n    f.write(f"{n} {scale} {label} {flags}\\n")\nprint(n * scale)'
+GOOD = ('with open(log, "a") as f:\n    f.write(f"{n} {scale} {label} {flags}\\n")\nprint(n * scale)\n'
+        'import lowrank_learning as ll\nll.save_results("good", {"product": n * scale}, parameters={"n": n})')
 BAD = 'x = 1\nraise ValueError("boom " + label)'
 PROFILES = """\
 good:
@@ -246,7 +247,24 @@ def test_results_json_is_staged_and_published_with_the_notebook(repo, monkeypatc
     assert os.environ["LOWRANK_RESULTS_DIR"] == "/elsewhere"  # restored
     assert sorted(p.name for p in results.iterdir()) == LAST_GOOD  # the failed copy is gone
     assert json.loads((results / "good.json").read_text()) == {"results": {"x": 2}}
-    assert json.loads((results / "good.stamp.json").read_text())["profile"] == "quick"
+    stamp = json.loads((results / "good.stamp.json").read_text())
+    assert stamp["profile"] == "quick"
+    # no provenance in the chapter's JSON: the runner's own, without the accelerator
+    assert stamp["provenance_from"] == "runner" and stamp["provenance"]["accelerator"] is None
+    assert stamp["provenance"]["packages"] == provenance.package_versions()
+
+    # the kernel's provenance, recorded by save_results in the staged JSON, goes into the stamp
+    kernel = {"python": {"version": "3.x"}, "accelerator": {"platform": "gpu", "kind": "H", "count": 1}}
+
+    def ok_with_provenance(src, out, **kw):
+        Path(os.environ["LOWRANK_RESULTS_DIR"], "good.json").write_text(
+            json.dumps({"results": {"x": 3}, "provenance": kernel}))
+        Path(out).write_text("{}")
+
+    monkeypatch.setattr("papermill.execute_notebook", ok_with_provenance)
+    assert rp.execute_job(_job(repo), str(repo / "notebooks"))["status"] == "ok"
+    stamp = json.loads((results / "good.stamp.json").read_text())
+    assert stamp["provenance"] == kernel and stamp["provenance_from"] == "kernel"
 
     # a successful run that writes no JSON removes the old one (it would not match the page)
     monkeypatch.setattr("papermill.execute_notebook", lambda src, out, **kw: Path(out).write_text("{}"))
@@ -271,6 +289,13 @@ def test_run_failure_skip_and_rerun(repo, capsys, monkeypatch):
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
     stamp = json.loads((results / "good.stamp.json").read_text())
     assert stamp["parameters"] == {"n": 4} and stamp["source_hash"] == cache.package_hash()
+    # the stamp and the chapter's JSON record the environment of the kernel that ran the notebook
+    chapter = json.loads((results / "good.json").read_text())
+    assert chapter["results"] == {"product": 6.0} and chapter["profile"] == "quick"
+    assert stamp["provenance_from"] == "kernel" and stamp["provenance"] == chapter["provenance"]
+    assert stamp["provenance"]["accelerator"]["platform"] == "cpu"  # found in the kernel, not the runner
+    assert stamp["provenance"]["packages"] == provenance.package_versions()
+    assert stamp["environment"] == provenance.numeric_environment(accelerator_kind=False)
     assert not list(results.glob(".*"))  # no temporary files
 
     # 2. nothing changed: skipped without starting a kernel
@@ -290,6 +315,10 @@ def test_run_failure_skip_and_rerun(repo, capsys, monkeypatch):
     monkeypatch.setattr(cache, "package_hash", lambda: "f" * 64)
     assert not rp.plan(layout, "quick", ["good"], ["n=7"])[0].up_to_date
     monkeypatch.undo()
+    with monkeypatch.context() as m:  # another jax: the numbers may change
+        m.setattr(provenance, "package_version", lambda name: "0.0.1" if name == "jax" else None)
+        assert not rp.plan(layout, "quick", ["good"], ["n=7"])[0].up_to_date
+    assert rp.plan(layout, "quick", ["good"], ["n=7"])[0].up_to_date
     _notebook(repo / "notebooks" / "good.ipynb", GOOD + "\n# edited")
     assert not rp.plan(layout, "quick", ["good"], ["n=7"])[0].up_to_date
 

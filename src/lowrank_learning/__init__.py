@@ -46,6 +46,7 @@ from .core.overlaps import (
     unflatten,
     validate_sigma,
 )
+from .core.provenance import provenance
 
 # tasks
 from . import tasks

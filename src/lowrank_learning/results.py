@@ -1,8 +1,10 @@
 """Machine-readable headline numbers of each chapter: ``book/results/<notebook>.json``.
 
 Every notebook ends with :func:`save_results`, which writes its headline numbers (name -> number
-or list of numbers) together with the profile and the parameters that produced them. The intro
-page's results table, CI and anyone else read these files instead of parsing notebooks.
+or list of numbers) together with the profile and the parameters that produced them, and the
+provenance of the process that computed them (:func:`~lowrank_learning.core.provenance.provenance`:
+inside a notebook, its kernel). The intro page's results table, the reproducibility chapter's
+provenance table, CI and anyone else read these files instead of parsing notebooks.
 
 Where the file goes: ``$LOWRANK_RESULTS_DIR`` when set (``lowrank-learning reproduce`` points it
 at a staging folder and moves the file into ``book/results/`` together with the executed
@@ -22,6 +24,7 @@ import numpy as np
 
 from .core._atomic import atomic_open
 from .core.errors import InvalidParameterError
+from .core.provenance import provenance
 
 RESULTS_DIR_ENV = "LOWRANK_RESULTS_DIR"
 PROFILE_ENV = "LOWRANK_PROFILE"
@@ -79,7 +82,8 @@ def save_results(notebook: str, results: dict, parameters: dict | None = None,
     -------
     Path of the written file. The JSON object has the keys ``notebook``, ``profile`` (from
     ``$LOWRANK_PROFILE``, ``"interactive"`` outside ``lowrank-learning reproduce``),
-    ``parameters``, ``results`` and ``headline``.
+    ``parameters``, ``results``, ``headline`` and ``provenance`` (Python, platform, CPU,
+    accelerator and package versions of the calling process).
     """
     if not isinstance(notebook, str) or not notebook or "/" in notebook or notebook.startswith("."):
         raise InvalidParameterError(f"save_results: notebook must be a plain name, got {notebook!r}")
@@ -100,6 +104,7 @@ def save_results(notebook: str, results: dict, parameters: dict | None = None,
         "parameters": _plain(dict(parameters or {}), "parameters"),
         "results": _plain(results, "results"),
         "headline": headline,
+        "provenance": provenance(),
     }
     out = results_dir() / f"{notebook}.json"
     with atomic_open(out, "w", encoding="utf-8") as f:

@@ -1,9 +1,12 @@
-"""A result cache for heavy computations, keyed by their inputs and the package's code.
+"""A result cache for heavy computations, keyed by their inputs, the package's code and the
+software that computes them.
 
 ``memo(name, fn, *args, **kwargs)`` returns ``fn(*args, **kwargs)``, from disk when an entry
-for the same name, function, arguments and package source exists. Editing a plot never reruns
-a simulation (``plotting.py`` is not part of the key); editing the model code always does
-(:func:`source_hash`).
+for the same name, function, arguments, package source and numerical environment exists.
+Editing a plot never reruns a simulation (``plotting.py`` is not part of the key); editing the
+model code always does (:func:`source_hash`), and so does another version of JAX, jaxlib,
+NumPy, SciPy or Numba, another operating system or processor architecture, or another
+accelerator (:func:`key_environment`).
 
 Keys are built from a canonical, type-tagged encoding of the arguments (numbers, strings,
 containers, arrays, frozen dataclasses, JAX pytrees); anything else is a ``TypeError``, never a
@@ -11,6 +14,11 @@ containers, arrays, frozen dataclasses, JAX pytrees); anything else is a ``TypeE
 structure and a checksum, written atomically and verified on load: a corrupt entry is reported,
 deleted and recomputed. :func:`lookup` and :func:`store` read and write one entry; ``memo`` and
 :func:`~lowrank_learning.run_sweep` both go through them.
+
+Each entry's manifest records the model-code hash and the numerical environment it was made
+with, and when; :func:`scan` classifies the entries by them without loading any array and
+:func:`prune` deletes those the current code and software can never hit (``lowrank-learning
+cache info`` and ``lowrank-learning cache prune`` on the command line).
 
 Environment
 -----------
@@ -31,19 +39,22 @@ import math
 import os
 import re
 import struct
+import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from . import provenance
 from ._atomic import atomic_open
 from .errors import InvalidParameterError
 
-__all__ = ["memo", "lookup", "store", "enabled", "check_name", "entry_path", "source_hash",
-           "package_hash", "cache_dir", "cache_key", "CacheWarning"]
+__all__ = ["CacheEntry", "CacheWarning", "cache_dir", "cache_key", "check_name", "enabled", "entry_path",
+           "key_environment", "lookup", "memo", "package_hash", "prune", "scan", "source_hash", "store"]
 
-_FORMAT = 1
+_FORMAT = 2
 _MANIFEST = "__manifest__"
 _CHECKSUM = "__checksum__"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -56,7 +67,8 @@ class CacheWarning(UserWarning):
 # --------------------------------------------------------------------------- source hash
 # Modules that only present or orchestrate results: editing them must not rerun a simulation.
 # An entry ending in "/" excludes a whole subpackage (every file under that folder).
-PRESENTATION_MODULES = ("plotting.py", "cli.py", "core/cache.py", "results.py", "reproduce/")
+PRESENTATION_MODULES = ("plotting.py", "cli.py", "core/cache.py", "core/provenance.py", "results.py",
+                        "reproduce/")
 
 
 def _excluded(rel: str, exclude) -> bool:
@@ -88,7 +100,8 @@ def _hash_package(exclude=(), root=None) -> str:
 @functools.lru_cache(maxsize=1)
 def source_hash() -> str:
     """sha256 of the package's model code: every ``*.py`` file except :data:`PRESENTATION_MODULES`
-    (plotting, the command line, the cache itself, result files and the ``reproduce/`` pipeline).
+    (plotting, the command line, the cache itself, provenance, result files and the
+    ``reproduce/`` pipeline).
 
     Part of every cache key: changing the model always reruns a simulation, editing a plot,
     the command line or the reproduction pipeline never does. Computed once per process.
@@ -103,6 +116,18 @@ def package_hash() -> str:
     return _hash_package()
 
 
+def key_environment() -> dict:
+    """The numerical environment that is part of every key:
+    :func:`~lowrank_learning.core.provenance.numeric_environment` (the versions of JAX, jaxlib,
+    NumPy, SciPy and Numba, the operating system, the processor architecture and JAX's
+    platform and device kind). Starts JAX's default backend if it has not started yet."""
+    return provenance.numeric_environment()
+
+
+def _environment_token(env: dict) -> bytes:
+    return _bytes_token(b"e", json.dumps(env, sort_keys=True).encode())
+
+
 def cache_dir(override=None) -> Path:
     """The cache directory: ``override``, else ``$LOWRANK_LEARNING_CACHE``, else ``~/.cache/lowrank_learning``."""
     if override is not None:
@@ -111,6 +136,9 @@ def cache_dir(override=None) -> Path:
     if env:
         return Path(env)
     return Path.home() / ".cache" / "lowrank_learning"
+
+
+_cache_dir = cache_dir  # for functions whose ``cache_dir`` argument hides this one
 
 
 def enabled() -> bool:
@@ -226,6 +254,7 @@ def cache_key(name: str, fn, args: tuple = (), kwargs: dict | None = None) -> st
     except TypeError as exc:
         raise TypeError(f"memo({name!r}, {_fn_name(fn)}): {exc}") from None
     h.update(_bytes_token(b"s", source_hash().encode()))
+    h.update(_environment_token(key_environment()))
     return h.hexdigest()
 
 
@@ -339,8 +368,9 @@ def _checksum(manifest: bytes, arrays: dict) -> str:
 def _write(path: Path, key: str, name: str, value) -> None:
     arrays: dict[str, np.ndarray] = {}
     tree = _pack(value, arrays, f"return value of {name!r}")
-    manifest = json.dumps({"format": _FORMAT, "key": key, "name": name, "tree": tree},
-                          sort_keys=True).encode()
+    manifest = json.dumps({"format": _FORMAT, "key": key, "name": name, "tree": tree,
+                           "source_hash": source_hash(), "environment": key_environment(),
+                           "created": time.time()}, sort_keys=True).encode()
     payload = dict(arrays)
     payload[_MANIFEST] = np.frombuffer(manifest, dtype=np.uint8)
     payload[_CHECKSUM] = np.array(_checksum(manifest, arrays))
@@ -403,7 +433,11 @@ def lookup(name: str, key: str, *, cache_dir=None) -> tuple[bool, object]:
 
 
 def store(name: str, key: str, value, *, cache_dir=None) -> None:
-    """Write ``value`` as the entry ``name``/``key``, atomically (a ``TypeError`` if it cannot be stored)."""
+    """Write ``value`` as the entry ``name``/``key``, atomically (a ``TypeError`` if it cannot be stored).
+
+    The manifest records this process's :func:`source_hash` and :func:`key_environment` (those
+    ``key`` was made with when it comes from :func:`cache_key` in this process) and the time.
+    """
     _write(entry_path(name, key, cache_dir), key, name, value)
 
 
@@ -417,9 +451,9 @@ def memo(name: str, fn, *args, cache_dir=None, **kwargs):
     fn : callable
         A function with a qualified name (module-level function or method).
     *args, **kwargs
-        Passed to ``fn``; together with ``name``, ``fn``'s qualified name and
-        :func:`source_hash` they form the key. Each must be None, bool, int, float, str,
-        a tuple/list/dict of these, a numpy/JAX array, a frozen dataclass or a JAX pytree.
+        Passed to ``fn``; together with ``name``, ``fn``'s qualified name, :func:`source_hash`
+        and :func:`key_environment` they form the key. Each must be None, bool, int, float,
+        str, a tuple/list/dict of these, a numpy/JAX array, a frozen dataclass or a JAX pytree.
     cache_dir : path, optional
         Overrides ``$LOWRANK_LEARNING_CACHE`` (keyword-only; not passed to ``fn``).
 
@@ -449,3 +483,135 @@ def memo(name: str, fn, *args, cache_dir=None, **kwargs):
         value = fn(*args, **kwargs)
         store(name, key, value, cache_dir=cache_dir)
     return value
+
+
+# --------------------------------------------------------------------------- maintenance
+_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+_TEMPORARY_GRACE_S = 86400.0  # an unfinished write older than this is a leftover of a crash
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One file of the cache directory, as :func:`scan` classifies it.
+
+    ``status`` is ``"current"`` (the current code and software can hit it), ``"stale"`` (made
+    with other model code, other versions or another platform, or in an older format: never hit
+    again), ``"expired"`` (current, but older than the age limit asked for), ``"unreadable"`` (its
+    manifest cannot be read) or ``"leftover"`` (a temporary file of a write that did not finish,
+    more than a day old). ``reason`` says why, in words; ``age_days`` counts from when the entry
+    was written.
+    """
+
+    path: Path
+    name: str
+    size: int
+    age_days: float
+    status: str
+    reason: str = ""
+
+
+def _manifest(path: Path) -> dict:
+    """The manifest of the entry at ``path`` (no array is read); ``_CorruptEntry`` if unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if _MANIFEST not in z.files:
+                raise _CorruptEntry(f"missing {_MANIFEST}")
+            meta = json.loads(z[_MANIFEST].tobytes().decode())
+    except _CorruptEntry:
+        raise
+    except Exception as exc:
+        raise _CorruptEntry(f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise _CorruptEntry("malformed manifest")
+    return meta
+
+
+def _differences(then: dict, now: dict) -> str:
+    keys = sorted(set(then) | set(now))
+    return ", ".join(f"{k} {then.get(k)} (now {now.get(k)})" for k in keys if then.get(k) != now.get(k))
+
+
+def _classify(path: Path, now_s: float, current_source: str, current_env: dict,
+              older_than_days: float | None) -> CacheEntry:
+    st = path.stat()
+    name = path.parent.name
+    created = st.st_mtime
+    try:
+        meta = _manifest(path)
+    except _CorruptEntry as exc:
+        return CacheEntry(path, name, st.st_size, (now_s - created) / 86400.0, "unreadable", str(exc))
+    if isinstance(meta.get("created"), (int, float)):
+        created = float(meta["created"])
+    age = max(0.0, (now_s - created) / 86400.0)
+    if meta.get("format") != _FORMAT:
+        status, reason = "stale", f"cache format {meta.get('format')} (now {_FORMAT})"
+    elif meta.get("key") != path.stem or meta.get("name") != name:
+        status, reason = "unreadable", "manifest does not belong to this entry"
+    elif meta.get("source_hash") != current_source:
+        status, reason = "stale", "other model code"
+    elif meta.get("environment") != current_env:
+        then = meta.get("environment") if isinstance(meta.get("environment"), dict) else {}
+        status, reason = "stale", "other versions or platform: " + _differences(then, current_env)
+    elif older_than_days is not None and age > older_than_days:
+        status, reason = "expired", f"written {age:.1f} days ago"
+    else:
+        status, reason = "current", ""
+    return CacheEntry(path, name, st.st_size, age, status, reason)
+
+
+def scan(cache_dir=None, *, older_than_days: float | None = None) -> list[CacheEntry]:
+    """Every entry of the cache (``<cache dir>/<name>/<key>.npz``) and every leftover temporary
+    file, classified without loading any array (see :class:`CacheEntry`).
+
+    An entry is current when its manifest records the current :func:`source_hash` and
+    :func:`key_environment` (computing the latter starts JAX's default backend); with
+    ``older_than_days``, a current entry written longer ago than that is ``"expired"``. Files
+    the cache did not write are not listed. A missing cache directory has no entries.
+    """
+    if older_than_days is not None:
+        older_than_days = float(older_than_days)
+        if not math.isfinite(older_than_days) or older_than_days < 0:
+            raise InvalidParameterError(f"scan: older_than_days must be a number >= 0, got {older_than_days!r}")
+    root = _cache_dir(cache_dir)
+    if not root.is_dir():
+        return []
+    now_s = time.time()
+    current_source, current_env = source_hash(), key_environment()
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and _NAME_RE.match(p.name)):
+        for path in sorted(folder.iterdir()):
+            try:
+                if not path.is_file():
+                    continue
+                if path.suffix == ".npz" and _KEY_RE.match(path.stem):
+                    out.append(_classify(path, now_s, current_source, current_env, older_than_days))
+                elif path.name.startswith(".") and ".npz." in path.name and path.name.endswith(".tmp"):
+                    st = path.stat()
+                    age_s = now_s - st.st_mtime
+                    if age_s > _TEMPORARY_GRACE_S:
+                        out.append(CacheEntry(path, folder.name, st.st_size, age_s / 86400.0, "leftover",
+                                              "temporary file of an unfinished write"))
+            except FileNotFoundError:  # removed meanwhile by another process
+                continue
+    return out
+
+
+def prune(cache_dir=None, *, older_than_days: float | None = None, dry_run: bool = False) -> list[CacheEntry]:
+    """Delete the entries that are not current (see :func:`scan`): those made with other model
+    code, other versions, another platform or an older format, the unreadable ones, leftover
+    temporary files and, with ``older_than_days``, entries written longer ago than that.
+
+    Returns the entries removed (with ``dry_run=True``: those that would be, and nothing is
+    deleted). A name folder left empty is removed too. Safe while other processes use the cache:
+    entries appear by an atomic rename, and a process that has an entry open keeps reading it.
+    """
+    doomed = [e for e in scan(cache_dir, older_than_days=older_than_days) if e.status != "current"]
+    if not dry_run:
+        for e in doomed:
+            e.path.unlink(missing_ok=True)
+        for folder in {e.path.parent for e in doomed}:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty
+                pass
+    return doomed

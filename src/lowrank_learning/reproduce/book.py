@@ -1,10 +1,16 @@
-"""Build the jupyter-book site from the executed notebooks, with the results table.
+"""Build the jupyter-book site from the executed notebooks, with the results and provenance tables.
 
 Before Sphinx runs, :func:`write_results_table` turns every ``book/results/<notebook>.json``
 (written by :func:`~lowrank_learning.save_results`) into a markdown table,
 ``book/results/results-table.md``, which the introduction includes. Notebooks listed in
 ``notebooks/profiles.yml`` without a JSON file show as "not run"; JSON files of notebooks not
 (yet) in the registry are listed too, so a new chapter appears without editing anything.
+
+:func:`write_provenance_table` likewise writes ``book/results/provenance-table.md``, which the
+reproducibility chapter includes: the environment (Python, operating system, CPU, accelerator,
+package versions) each chapter's kernel recorded in its JSON, or failing that in its stamp,
+with the chapters that share an environment in one column. Both files are generated at every
+build under ``book/results/``, which is not in git.
 """
 
 from __future__ import annotations
@@ -14,16 +20,15 @@ import shutil
 import sys
 from pathlib import Path
 
-import yaml
-from jupyter_book.sphinx import build_sphinx
 
 from ..results import MAX_HEADLINE
 from .files import atomic_write_text, read_json
-from .layout import RESULTS_DIR, Layout, ReproduceError, find_root
+from .layout import RESULTS_DIR, Layout, ReproduceError, find_root, optional
 from .mathjax import ensure_mathjax
 from .profiles import load_profiles
 
 RESULTS_TABLE = "results-table.md"  # not an identifier, so never a notebook's name
+PROVENANCE_TABLE = "provenance-table.md"  # likewise
 
 
 # --------------------------------------------------------------------------- table of contents
@@ -41,13 +46,18 @@ def _toc_files(toc) -> list[str]:
     return files
 
 
+def build_sphinx(*args, **kwargs):
+    """jupyter-book's Sphinx build (from the ``book`` extra, imported when a book is built)."""
+    return optional("jupyter_book.sphinx").build_sphinx(*args, **kwargs)
+
+
 def toc_files(root: Path) -> list[str]:
     """Every page of ``_toc.yml`` (paths from the root, as written there)."""
 
     toc_path = Path(root) / "_toc.yml"
     if not toc_path.is_file():
         raise ReproduceError(f"{toc_path} not found")
-    return _toc_files(yaml.safe_load(toc_path.read_text(encoding="utf-8")))
+    return _toc_files(optional("yaml").safe_load(toc_path.read_text(encoding="utf-8")))
 
 
 def _missing_toc_files(root: Path) -> tuple[list[str], list[str]]:
@@ -84,10 +94,9 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def results_table(root: Path) -> str:
-    """The markdown of the results table (see the module docstring)."""
-
-    layout = Layout(Path(root))
+def _chapters(layout: Layout) -> tuple[dict, list[str]]:
+    """(the registry, or {} when it cannot be read; the chapters: the registry's in book order,
+    then those with a results file that are not in the registry)."""
     try:
         registry = load_profiles(layout.profiles)
     except ReproduceError:
@@ -95,6 +104,14 @@ def results_table(root: Path) -> str:
     names = list(registry)
     names += sorted(p.stem for p in layout.results.glob("*.json")
                     if p.stem not in registry and not p.name.startswith(".") and ".stamp" not in p.name)
+    return registry, names
+
+
+def results_table(root: Path) -> str:
+    """The markdown of the results table (see the module docstring)."""
+
+    layout = Layout(Path(root))
+    registry, names = _chapters(layout)
     try:
         pages = {Path(f).with_suffix("").as_posix() for f in toc_files(root)}
     except ReproduceError:
@@ -126,6 +143,100 @@ def write_results_table(root: Path) -> Path:
     return path
 
 
+# --------------------------------------------------------------------------- provenance table
+def chapter_provenance(layout: Layout, name: str) -> dict | None:
+    """The provenance a chapter's last successful run recorded: its results JSON's (written in
+    the kernel), else its stamp's, else None."""
+    for path in (layout.results / f"{name}.json", layout.results / f"{name}.stamp.json"):
+        doc = read_json(path)
+        if isinstance(doc, dict) and isinstance(doc.get("provenance"), dict):
+            return doc["provenance"]
+    return None
+
+
+def _accelerator_text(acc) -> str:
+    if not isinstance(acc, dict):
+        return "not recorded"
+    if acc.get("platform") is None:
+        return f"unavailable ({acc.get('error', 'no backend')})"
+    if acc.get("platform") == "cpu":
+        return "none (JAX on the CPU)"
+    count = acc.get("count")
+    return f"{acc.get('platform')}: {acc.get('kind', '?')}" + (f" × {count}" if isinstance(count, int) else "")
+
+
+def _environment_rows(prov: dict) -> list[tuple[str, str]]:
+    """(quantity, value) rows of one recorded provenance."""
+    py = prov.get("python") or {}
+    plat = prov.get("platform") or {}
+    cpu = prov.get("cpu") or {}
+    cores = cpu.get("cores")
+    usable = cpu.get("usable_cores")
+    core_text = "" if cores is None else f", {cores} cores" + (
+        f" ({usable} usable)" if usable is not None and usable != cores else "")
+    rows = [
+        ("Python", f"{py.get('version', '?')} ({py.get('implementation', '?')})"),
+        ("operating system", f"{plat.get('system', '?')} {plat.get('release', '')} ({plat.get('machine', '?')})"
+                             .replace("  ", " ")),
+        ("CPU", f"{cpu.get('model', '?')}{core_text}"),
+        ("accelerator", _accelerator_text(prov.get("accelerator"))),
+    ]
+    for package, version in (prov.get("packages") or {}).items():
+        rows.append((f"`{package}`", version if version is not None else "not installed"))
+    return rows
+
+
+def provenance_table(root: Path) -> str:
+    """The markdown of the provenance table (see the module docstring): one column per distinct
+    environment, headed by the chapters computed in it."""
+    layout = Layout(Path(root))
+    _, names = _chapters(layout)
+    groups: list[tuple[dict, list[str]]] = []
+    unrecorded = []
+    for name in names:
+        prov = chapter_provenance(layout, name)
+        if prov is None:
+            unrecorded.append(name)
+            continue
+        for recorded, members in groups:
+            if recorded == prov:
+                members.append(name)
+                break
+        else:
+            groups.append((prov, [name]))
+    if not groups:
+        return ("No chapter has recorded its environment yet: run `lowrank-learning reproduce`, "
+                "then `lowrank-learning book`.\n")
+    columns = [_environment_rows(prov) for prov, _ in groups]
+    quantities = []
+    for rows in columns:
+        quantities += [q for q, _ in rows if q not in quantities]
+    if len(groups) == 1:
+        header = ["", "environment"]
+        chapters = [f"all {len(groups[0][1])} chapters" if not unrecorded else
+                    ", ".join(f"`{n}`" for n in groups[0][1])]
+    else:
+        header = [""] + [f"environment {i + 1}" for i in range(len(groups))]
+        chapters = [", ".join(f"`{n}`" for n in members) for _, members in groups]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+             "| chapters | " + " | ".join(_cell(c) for c in chapters) + " |"]
+    for q in quantities:
+        values = [dict(rows).get(q, "not recorded") for rows in columns]
+        lines.append(f"| {_cell(q)} | " + " | ".join(_cell(v) for v in values) + " |")
+    text = "\n".join(lines) + "\n"
+    if unrecorded:
+        text += ("\nNo environment recorded (not run, or run before environments were recorded): "
+                 + ", ".join(f"`{n}`" for n in unrecorded) + ".\n")
+    return text
+
+
+def write_provenance_table(root: Path) -> Path:
+    """Write :func:`provenance_table` to ``book/results/provenance-table.md`` (atomically)."""
+    path = Layout(Path(root)).results / PROVENANCE_TABLE
+    atomic_write_text(path, provenance_table(root))
+    return path
+
+
 # --------------------------------------------------------------------------- build
 def build_book(root=None, builddir="_build", out=None) -> int:
     """Build the site with jupyter-book (warnings are errors); returns an exit code.
@@ -147,6 +258,7 @@ def build_book(root=None, builddir="_build", out=None) -> int:
             raise ReproduceError("pages listed in _toc.yml are missing: " + ", ".join(missing_pages))
         ensure_mathjax(Layout(root).static)
         write_results_table(root)
+        write_provenance_table(root)
     except ReproduceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

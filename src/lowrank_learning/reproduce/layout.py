@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,19 @@ STATIC_DIR = Path("book") / "_static"
 
 class ReproduceError(LowRankError):
     """Invalid input (profile, notebook, parameter) or a missing prerequisite; nothing has run."""
+
+
+BOOK_EXTRA = "pip install 'lowrank-learning[book]'"
+
+
+def optional(module: str):
+    """Import ``module``, a dependency of the ``book`` extra (papermill, jupyter-book, nbformat,
+    pyyaml, jupyter_client): the package itself imports without them, and the pipeline says what
+    to install when one is missing."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ReproduceError(f"{module} is needed to run notebooks and build the book: {BOOK_EXTRA}") from exc
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-import yaml
-from papermill.translators import PythonTranslator
-
 from ..core import cache
-from .layout import PROFILES_FILE, Layout, ReproduceError
+from .layout import PROFILES_FILE, Layout, ReproduceError, optional
 from .stamps import is_up_to_date, make_stamp
 
 
@@ -34,6 +30,7 @@ def load_profiles(path: Path) -> dict[str, dict]:
     {param: value}}}}``. ``minutes`` (optional) is the approximate wall time per profile, used only to
     start the longest notebooks first when no earlier run of that profile has been timed."""
 
+    yaml = optional("yaml")
     path = Path(path)
     if not path.is_file():
         raise ReproduceError(f"notebook registry {path} not found")
@@ -94,6 +91,8 @@ class Parameter:
 def notebook_parameters(path: Path) -> tuple[int, dict[str, Parameter]]:
     """Index of the cell tagged ``parameters`` and its parameters (name -> :class:`Parameter`)."""
 
+    nbformat = optional("nbformat")
+    translators = optional("papermill.translators")
     try:
         nb = nbformat.read(str(path), as_version=4)
     except Exception as exc:
@@ -103,7 +102,7 @@ def notebook_parameters(path: Path) -> tuple[int, dict[str, Parameter]]:
         raise ReproduceError(f"{path} must have exactly one cell tagged 'parameters' (found {len(tagged)})")
     # What papermill.inspect_notebook does for a python3 kernel, without needing kernel metadata.
     params = {}
-    for info in PythonTranslator.inspect(nb.cells[tagged[0]]):
+    for info in translators.PythonTranslator.inspect(nb.cells[tagged[0]]):
         ptype = _TYPE_NAMES.get(info.inferred_type_name)
         if ptype is None:
             try:

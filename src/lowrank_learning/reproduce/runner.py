@@ -7,7 +7,10 @@ Each child (``python -m lowrank_learning.reproduce``) runs :func:`execute_job`:
   gets ``LOWRANK_RESULTS_DIR`` pointing at a staging folder beside it (where
   :func:`~lowrank_learning.save_results` writes the chapter's JSON) and ``LOWRANK_PROFILE``;
 - on success the staged JSON files, the notebook and then the stamp are renamed into
-  ``book/results/`` (each rename atomic), and an older ``<name>.failed.ipynb`` is removed;
+  ``book/results/`` (each rename atomic), and an older ``<name>.failed.ipynb`` is removed; the
+  stamp records the provenance of the kernel, taken from the chapter's JSON (written by
+  :func:`~lowrank_learning.save_results` inside the kernel), or, for a notebook that saves no
+  results, that of this process (the same interpreter and environment; no accelerator);
 - on failure (an exception in a cell, a dead kernel) nothing in ``book/results/`` changes
   except that the partial notebook is kept as ``<name>.failed.ipynb``: the last good result, its
   JSON and its stamp stay, and the book keeps showing them;
@@ -35,16 +38,13 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import nbformat
-import papermill
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-from papermill.exceptions import PapermillExecutionError
 from tqdm.auto import tqdm
 
 from ..core._atomic import move_into_place
+from ..core.provenance import provenance
 from ..results import PROFILE_ENV, RESULTS_DIR_ENV
 from .files import read_json, unlink
-from .layout import Layout, ReproduceError, find_root
+from .layout import Layout, ReproduceError, find_root, optional
 from .profiles import Job, plan
 from .stamps import describe, write_stamp
 
@@ -86,7 +86,8 @@ def _kernel_env(layout: Layout, tmpdir: Path) -> dict:
 
 
 def _python3_kernel_is_ours() -> bool:
-
+    kernelspec = optional("jupyter_client.kernelspec")
+    KernelSpecManager, NoSuchKernel = kernelspec.KernelSpecManager, kernelspec.NoSuchKernel
     try:
         spec = KernelSpecManager().get_kernel_spec("python3")
     except NoSuchKernel:
@@ -108,7 +109,7 @@ def _source_cell_index(executed_path, index: int) -> int:
     an ``injected-parameters`` cell after the parameters cell)."""
 
     try:
-        cells = nbformat.read(str(executed_path), as_version=4).cells[:index]
+        cells = optional("nbformat").read(str(executed_path), as_version=4).cells[:index]
     except Exception:
         return index
     return index - sum("injected-parameters" in c.get("metadata", {}).get("tags", []) for c in cells)
@@ -142,9 +143,21 @@ def _signals_ignored():
             signal.signal(s, h)
 
 
+def kernel_provenance(staging: Path, name: str) -> tuple[dict, str]:
+    """``(provenance, where from)`` of a run: the kernel's, as recorded in the staged chapter
+    JSON ``<name>.json`` (``"kernel"``), else this process's without the accelerator
+    (``"runner"``: the kernel ran this interpreter with this environment; asking JAX for the
+    accelerator here would start a backend beside the kernels')."""
+    doc = read_json(staging / f"{name}.json")
+    if isinstance(doc, dict) and isinstance(doc.get("provenance"), dict):
+        return doc["provenance"], "kernel"
+    return provenance(accelerator_kind=False), "runner"
+
+
 def _publish(name: str, tmp: str, staging: Path, output: Path, stamp_path: Path, stamp: dict,
              wall: float) -> None:
     """Move a successful run into place: stamp removed, JSON files, notebook, new stamp."""
+    prov, origin = kernel_provenance(staging, name)
     unlink(stamp_path)  # a crash from here on leaves no stamp: the next run reruns the notebook
     staged = sorted(staging.glob("*.json"))
     for f in staged:
@@ -152,7 +165,7 @@ def _publish(name: str, tmp: str, staging: Path, output: Path, stamp_path: Path,
     if f"{name}.json" not in {f.name for f in staged}:
         unlink(output.parent / f"{name}.json")  # numbers of an older run would not match the page
     move_into_place(tmp, output)
-    write_stamp(stamp_path, stamp, wall)
+    write_stamp(stamp_path, dict(stamp, provenance_from=origin), wall, provenance=prov)
 
 
 def execute_job(job: dict, cwd: str) -> dict:
@@ -160,6 +173,8 @@ def execute_job(job: dict, cwd: str) -> dict:
 
     See the module docstring for what is kept on success, failure and interrupt.
     """
+    papermill = optional("papermill")
+    PapermillExecutionError = optional("papermill.exceptions").PapermillExecutionError
     name = job["name"]
     output, stamp_path = Path(job["output"]), Path(job["stamp_path"])
     failed = output.with_name(f"{name}.failed.ipynb")
