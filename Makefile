@@ -1,13 +1,27 @@
 # One-command set-up and runs. Every target creates/refreshes the virtual environment first.
 #   make reproduce   every result at the paper's parameters + the book (the main job)
-#   make test        unit tests + quick-profile reproduction + book build + browser test
+#   make test        unit tests alongside quick-profile reproduction + book build + browser test
 #   make lab         JupyterLab on notebooks/ with this venv's kernel (rerun a chapter by hand)
+# Also: make unit (unit tests alone), make slow (the long checks), make browser (browser test of
+# the built book), make lowest (unit tests at the lowest declared versions of the dependencies).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The unit tests run in parallel, one pytest-xdist worker per CPU (an idle worker takes tests
+# queued for a busy one); XDIST= runs them in one process.
+XDIST ?= -n auto --dist worksteal
+# Extra pytest options for unit/slow, e.g. make unit PYTEST_ARGS="-k kernels -x"
+PYTEST_ARGS ?=
+# A separate venv for `make lowest`, so that .venv keeps the current versions.
+LOWEST_VENV ?= .venv-lowest
+# `make test` runs the unit tests while the quick reproduction, the book build and the browser
+# test run one after the other (those leave a core idle much of the time); each part's output is
+# printed when it ends (GNU make 4). TEST_JOBS=1 runs the unit tests first, then the rest.
+TEST_JOBS ?= 2
+OUTPUT_SYNC := $(if $(filter output-sync,$(.FEATURES)),--output-sync=target)
 
-.PHONY: setup reproduce quick book test unit browser bench lab clean
+.PHONY: setup reproduce quick book test unit slow browser site-checks lowest bench lab clean
 
 setup: $(STAMP)
 
@@ -29,13 +43,32 @@ book: setup
 	$(BIN)/lowrank-learning book
 
 unit: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
+slow: setup
+	$(BIN)/python -m pytest $(XDIST) -m slow $(PYTEST_ARGS)
+
+# Finds a Chromium (LOWRANK_BROWSER, see tests/_browser_helpers.py) and says what it uses.
 browser: setup
 	$(BIN)/python tests/_browser_helpers.py
-	$(BIN)/python -m pytest -m browser tests/test_browser.py
+	$(BIN)/python -m pytest $(XDIST) -m browser tests/test_browser.py
 
-test: unit quick browser
+# the quick reproduction and the book, then the browser test of that book
+site-checks: setup
+	$(MAKE) --no-print-directory quick
+	$(MAKE) --no-print-directory browser
+
+test: setup
+	$(MAKE) --no-print-directory -j$(TEST_JOBS) $(OUTPUT_SYNC) unit site-checks
+
+# The lowest versions that pyproject.toml allows for the direct dependencies (uv's
+# lowest-direct resolution), in $(LOWEST_VENV); then the unit tests.
+lowest:
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install --quiet --upgrade pip uv
+	$(LOWEST_VENV)/bin/uv pip install --python $(LOWEST_VENV)/bin/python --resolution lowest-direct -e ".[dev,book,dask]"
+	$(LOWEST_VENV)/bin/python -m pip list --format=freeze
+	$(LOWEST_VENV)/bin/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python benchmarks/bench_epochs.py

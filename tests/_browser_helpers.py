@@ -1,7 +1,24 @@
 """Helpers for the browser test of the built book (tests/test_browser.py) and for CI.
 
-``python tests/_browser_helpers.py`` makes sure Debian's Chromium is installed (``apt-get``, as
-root) and prints its path. Playwright drives that binary; no browser is ever downloaded.
+Which Chromium the test drives (through Playwright) is chosen by the environment variable
+``LOWRANK_BROWSER``:
+
+- ``auto`` (default): the first working Chromium on ``PATH`` (``chromium``, ``chromium-browser``,
+  ``google-chrome``, ``google-chrome-stable``), else Playwright's own Chromium if it has been
+  downloaded (``python -m playwright install chromium``);
+- ``system``: a Chromium on ``PATH`` only;
+- ``playwright``: Playwright's own Chromium only;
+- anything else: the path (or command name) of a Chromium or Chrome binary.
+
+A binary counts as working when ``<binary> --version`` names Chromium or Chrome (Ubuntu's
+``chromium-browser`` without the snap is a stub that does not).
+
+``python tests/_browser_helpers.py`` (run by ``make browser`` before the test) prints the browser
+that will be used, after installing what is missing where that is safe: Debian's ``chromium``
+with ``apt-get`` only when running as root on Debian with ``CI`` set (a CI container), and
+Playwright's Chromium (a download) only when ``LOWRANK_BROWSER=playwright``. When no browser can
+be found it explains what to install and exits 0 (the browser test then skips with the same
+message), or 1 when ``CI`` is set (in CI the browser test must run).
 """
 
 from __future__ import annotations
@@ -14,9 +31,11 @@ import shutil
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
-CHROMIUM = "/usr/bin/chromium"
+BROWSER_ENV = "LOWRANK_BROWSER"
+SYSTEM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # Flags that work headless as root in a container without network. Playwright adds --headless
 # and a fresh temporary --user-data-dir itself (launch() refuses a user-data-dir argument).
 CHROMIUM_ARGS = [
@@ -29,27 +48,141 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
+HOW_TO_INSTALL = (
+    "install Chromium (Debian: `apt-get install chromium`; Fedora: `dnf install chromium`; "
+    "macOS: `brew install --cask chromium`) or Google Chrome and put it on PATH, "
+    f"or download Playwright's own: `python -m playwright install chromium` and set {BROWSER_ENV}=playwright"
+)
 
 
-def ensure_chromium(path: str = CHROMIUM) -> str:
-    """Path of a Chromium binary; installs Debian's ``chromium`` with apt-get if it is missing."""
-    if os.access(path, os.X_OK):
-        return path
-    apt = shutil.which("apt-get")
-    if apt is None or os.geteuid() != 0:
-        raise RuntimeError(
-            f"Chromium not found at {path}; install it (Debian/Ubuntu: `apt-get install -y chromium`, as root)"
-        )
+class BrowserUnavailable(RuntimeError):
+    """No usable Chromium: the message says what was looked for and what to install."""
+
+
+@dataclass(frozen=True)
+class Browser:
+    """The Chromium the browser test drives: a binary, or Playwright's own (``executable`` None)."""
+
+    source: str  # "system", "playwright" or "path"
+    executable: str | None
+    version: str = ""
+
+    def launch_kwargs(self) -> dict:
+        """Keyword arguments for Playwright's ``chromium.launch``."""
+        kw = {"headless": True, "args": list(CHROMIUM_ARGS)}
+        if self.executable is not None:
+            kw["executable_path"] = self.executable
+        return kw
+
+    def __str__(self) -> str:
+        where = self.executable or "Playwright's own Chromium"
+        return f"{where} ({self.source}{', ' + self.version if self.version else ''})"
+
+
+def _version(exe: str) -> str | None:
+    """``exe --version`` when it names Chromium or Chrome, else None (missing, a stub, broken)."""
+    try:
+        r = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    out = (r.stdout or "").strip()
+    if r.returncode != 0 or not any(w in out.lower() for w in ("chromium", "chrome")):
+        return None
+    return out
+
+
+def _system() -> Browser | None:
+    """The first working Chromium or Chrome on PATH."""
+    for name in SYSTEM_NAMES:
+        exe = shutil.which(name)
+        if exe and (v := _version(exe)):
+            return Browser("system", exe, v)
+    return None
+
+
+def _playwright_chromium(install: bool) -> Browser | None:
+    """Playwright's own Chromium when it has been downloaded (downloads it when ``install``)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as e:
+        raise BrowserUnavailable(
+            "Playwright is not installed: pip install 'lowrank-learning[book]' (or pip install playwright)") from e
+
+    def path() -> str:
+        try:
+            with sync_playwright() as p:
+                return p.chromium.executable_path
+        except Exception as e:  # the driver did not start: report it as unavailable, with the reason
+            raise BrowserUnavailable(f"Playwright could not start: {e}") from e
+
+    if not Path(path()).is_file():
+        if not install:
+            return None
+        subprocess.run([sys.executable, "-m", "playwright", "install", "chromium"], check=True)
+        if not Path(path()).is_file():
+            raise BrowserUnavailable("`python -m playwright install chromium` ran but Playwright's Chromium is still missing")
+    return Browser("playwright", None)
+
+
+def apt_allowed() -> bool:
+    """Whether installing Debian's chromium with apt-get is allowed: root, Debian, ``CI`` set."""
+    if not os.environ.get("CI") or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return False
+    if shutil.which("apt-get") is None:
+        return False
+    try:
+        release = Path("/etc/os-release").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return any(line.strip() in ("ID=debian", 'ID="debian"') for line in release.splitlines())
+
+
+def _apt_install() -> Browser:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run([apt, "update", "-q"], check=True, env=env)
-    subprocess.run([apt, "install", "-y", "-q", "--no-install-recommends", "chromium"], check=True, env=env)
-    if not os.access(path, os.X_OK):
-        raise RuntimeError(f"apt-get installed chromium but {path} is still missing")
-    return path
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"], check=True, env=env)
+    found = _system()
+    if found is None:
+        raise BrowserUnavailable("apt-get installed chromium but no working chromium is on PATH")
+    return found
+
+
+def find_browser(choice: str | None = None, *, install: bool = False) -> Browser:
+    """The Chromium to drive, as chosen by ``choice`` (default: ``$LOWRANK_BROWSER``, else auto).
+
+    With ``install``, missing browsers are installed where that is safe (see the module
+    docstring). Raises :class:`BrowserUnavailable` with what to install when none is usable.
+    """
+    if choice is None:
+        choice = os.environ.get(BROWSER_ENV, "").strip() or "auto"
+    if choice in ("auto", "system"):
+        found = _system()
+        if found is None and choice == "auto":
+            with contextlib.suppress(BrowserUnavailable):
+                found = _playwright_chromium(install=False)
+        if found is None and install and apt_allowed():
+            found = _apt_install()
+        if found is None:
+            looked = "on PATH" + (" or among Playwright's browsers" if choice == "auto" else "")
+            raise BrowserUnavailable(f"no working Chromium {looked} (looked for {', '.join(SYSTEM_NAMES)}): "
+                                     + HOW_TO_INSTALL)
+        return found
+    if choice == "playwright":
+        found = _playwright_chromium(install=install)
+        if found is None:
+            raise BrowserUnavailable(f"{BROWSER_ENV}=playwright but Playwright's Chromium is not downloaded: "
+                                     "run `python -m playwright install chromium`")
+        return found
+    exe = choice if os.sep in choice else (shutil.which(choice) or choice)
+    v = _version(exe)
+    if v is None:
+        raise BrowserUnavailable(f"{BROWSER_ENV}={choice!r} is not a working Chromium or Chrome binary "
+                                 f"(`{exe} --version` failed or does not name Chromium/Chrome)")
+    return Browser("path", exe, v)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - signature from the base class
+    def log_message(self, format, *args):  # signature from the base class
         pass
 
 
@@ -160,6 +293,15 @@ JS_LAUNCH_LINKS = r"""
 """
 
 
+def main() -> int:
+    """Find (and where safe install) the browser; print it, or what to install."""
+    try:
+        print(find_browser(install=True))
+    except BrowserUnavailable as e:
+        print(f"browser test: {e}", file=sys.stderr)
+        return 1 if os.environ.get("CI") else 0
+    return 0
+
+
 if __name__ == "__main__":
-    print(ensure_chromium())
-    sys.exit(0)
+    sys.exit(main())

@@ -1,5 +1,30 @@
-"""Tests run in float64: exactness claims (1e-9 relative) are checked at double precision."""
+"""Shared test set-up: float64 JAX and the hypothesis profiles.
+
+Tests run in float64: exactness claims (1e-9 relative) are checked at double precision.
+
+Hypothesis profiles, chosen with the environment variable ``HYPOTHESIS_PROFILE``:
+
+- ``deterministic`` (the default; every push and pull request in CI): examples are derived from
+  each test's source (``derandomize=True``), so a run is repeatable and a failure reproduces
+  exactly on any machine; no example database is read or written.
+- ``random``: fresh random examples on every run (CI runs it nightly), to find what the fixed
+  examples miss. A failure prints the ``@reproduce_failure`` blob and the seed to rerun it.
+
+The tests' own ``@settings`` (example counts, deadlines) apply under both profiles.
+"""
+
+import os
 
 import jax
+from hypothesis import settings
 
 jax.config.update("jax_enable_x64", True)
+
+PROFILE_ENV = "HYPOTHESIS_PROFILE"
+settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
+settings.register_profile("random", derandomize=False, print_blob=True)
+
+_profile = os.environ.get(PROFILE_ENV, "deterministic")
+if _profile not in ("deterministic", "random"):
+    raise ValueError(f"{PROFILE_ENV} must be 'deterministic' or 'random', got {_profile!r}")
+settings.load_profile(_profile)
