@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lowrank_learning as ll
-from lowrank_learning.core.latent import overlap_loss
 
 
 def _random_sigma(arch, rng, N=60):
@@ -35,7 +34,7 @@ def test_adjoint_equals_autodiff(rank, n_in, n_out, act, kind, seed):
     B, T = 3, 25
     batch = ll.Batch(rng.standard_normal((B, T, n_in)), rng.standard_normal((B, T, n_out)),
                      (rng.random((B, T, n_out)) > 0.3) * 1.0, 0.1, kind)
-    l_ref, G_ref = jax.value_and_grad(overlap_loss, argnums=1)(arch, jnp.asarray(S), batch)
+    l_ref, G_ref = jax.value_and_grad(ll.overlap_loss, argnums=1)(arch, jnp.asarray(S), batch)
     # numba covers linear and erf units; each shape compiles once per machine (seconds), so the
     # default suite checks it on a fixed set of shapes (tests/test_kernels.py has the rest)
     kernels = ["xla"] + (["numba"] if act != "tanh" and (rank, n_in, n_out) in NUMBA_SHAPES else [])

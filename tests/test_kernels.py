@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 import lowrank_learning as ll
 from lowrank_learning.core import _kernels
-from lowrank_learning.core.adjoint import ensemble_value_and_grad
 
 
 def _sigmas(arch, E, rng, dtype=np.float64):
@@ -33,8 +32,8 @@ def _check_against_xla(rank, n_in, n_out, act, kind, E, B, seed):
     rng = np.random.default_rng(seed)
     S = _sigmas(arch, E, rng)
     x, y, m = _data(E, B, 17, n_in, n_out, rng)
-    l1, G1 = ensemble_value_and_grad(arch, jnp.asarray(S), x, y, m, 0.1, kind, kernel="xla")
-    l2, G2 = jax.jit(lambda S_: ensemble_value_and_grad(arch, S_, x, y, m, 0.1, kind, kernel="numba"))(S)
+    l1, G1 = ll.ensemble_value_and_grad(arch, jnp.asarray(S), x, y, m, 0.1, kind, kernel="xla")
+    l2, G2 = jax.jit(lambda S_: ll.ensemble_value_and_grad(arch, S_, x, y, m, 0.1, kind, kernel="numba"))(S)
     np.testing.assert_allclose(np.asarray(l2), np.asarray(l1), rtol=1e-12, atol=0)
     np.testing.assert_allclose(np.asarray(G2), np.asarray(G1), rtol=0, atol=1e-12 * float(np.max(np.abs(G1))))
 
@@ -67,23 +66,23 @@ def test_shared_trials_vmap_and_float32():
     row = np.array([1, 0, 1, 1, 0])
     # members reading distinct batches in place == the same batches copied per member
     l1, G1 = _kernels.value_and_grad(arch, S, x, y, m, 0.05, "masked_mean", row)
-    l2, G2 = ensemble_value_and_grad(arch, jnp.asarray(S), x[row], y[row], m[row], 0.05, "masked_mean", kernel="xla")
+    l2, G2 = ll.ensemble_value_and_grad(arch, jnp.asarray(S), x[row], y[row], m[row], 0.05, "masked_mean", kernel="xla")
     np.testing.assert_allclose(np.asarray(G1), np.asarray(G2), rtol=0, atol=1e-12 * float(np.max(np.abs(G2))))
     np.testing.assert_allclose(np.asarray(l1), np.asarray(l2), rtol=1e-12)
     for kernel in ("xla", "numba"):  # the public entry point takes the same rows
-        l5, G5 = ensemble_value_and_grad(arch, jnp.asarray(S), x, y, m, 0.05, "masked_mean", kernel=kernel, row=row)
+        l5, G5 = ll.ensemble_value_and_grad(arch, jnp.asarray(S), x, y, m, 0.05, "masked_mean", kernel=kernel, row=row)
         np.testing.assert_allclose(np.asarray(G5), np.asarray(G2), rtol=0, atol=1e-12 * float(np.max(np.abs(G2))))
         np.testing.assert_allclose(np.asarray(l5), np.asarray(l2), rtol=1e-12)
     # vmap over a leading axis
     Sv = np.stack([S, 2 * S])
-    lv, Gv = jax.vmap(lambda S_: ensemble_value_and_grad(arch, S_, x[row], y[row], m[row], 0.05, "masked_mean",
+    lv, Gv = jax.vmap(lambda S_: ll.ensemble_value_and_grad(arch, S_, x[row], y[row], m[row], 0.05, "masked_mean",
                                                          kernel="numba"))(Sv)
-    l3, G3 = ensemble_value_and_grad(arch, jnp.asarray(2 * S), x[row], y[row], m[row], 0.05, "masked_mean", kernel="xla")
+    l3, G3 = ll.ensemble_value_and_grad(arch, jnp.asarray(2 * S), x[row], y[row], m[row], 0.05, "masked_mean", kernel="xla")
     np.testing.assert_allclose(np.asarray(Gv[0]), np.asarray(G2), rtol=0, atol=1e-12 * float(np.max(np.abs(G2))))
     np.testing.assert_allclose(np.asarray(Gv[1]), np.asarray(G3), rtol=0, atol=1e-12 * float(np.max(np.abs(G3))))
     # float32 stays float32 and agrees to its precision
     S32, x32, y32, m32 = (a.astype(np.float32) for a in (S, x[row], y[row], m[row]))
-    l4, G4 = ensemble_value_and_grad(arch, jnp.asarray(S32), x32, y32, m32, 0.05, "masked_mean", kernel="numba")
+    l4, G4 = ll.ensemble_value_and_grad(arch, jnp.asarray(S32), x32, y32, m32, 0.05, "masked_mean", kernel="numba")
     assert l4.dtype == jnp.float32 and G4.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(G4), np.asarray(G2), rtol=0, atol=1e-5 * float(np.max(np.abs(G2))))
 

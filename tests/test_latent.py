@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 import lowrank_learning as ll
 from lowrank_learning.core import network
-from lowrank_learning.core.batch import loss_value
 from lowrank_learning.core.network import _scan_span, network_step, split_vectors
 
 
@@ -86,8 +85,8 @@ def test_span_simulation_equals_euler_recursion(N, rank, n_in, n_out, act, B, se
                                atol=1e-12 * (float(jnp.max(jnp.abs(y_ref))) + 1e-300))
     np.testing.assert_allclose(np.asarray(h), np.asarray(h_ref), rtol=0,
                                atol=1e-12 * (float(jnp.max(jnp.abs(h_ref))) + 1e-300))
-    g = jax.grad(lambda X_: loss_value(_scan_span(arch, X_, inputs, 0.1, False), batch))(X)
-    g_ref = jax.grad(lambda X_: loss_value(_euler_reference(arch, X_, inputs, 0.1)[0], batch))(X)
+    g = jax.grad(lambda X_: ll.loss_value(_scan_span(arch, X_, inputs, 0.1, False), batch))(X)
+    g_ref = jax.grad(lambda X_: ll.loss_value(_euler_reference(arch, X_, inputs, 0.1)[0], batch))(X)
     np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref), rtol=0,
                                atol=1e-11 * (float(jnp.max(jnp.abs(g_ref))) + 1e-300))
 

@@ -63,6 +63,14 @@ def _days(text: str) -> float:
     return _argument(text, float, check, "a number of days >= 0")
 
 
+def _sweep_description() -> str:
+    return ("Run a named sweep (a grid of independent jobs) in local worker processes, or on "
+            "a dask.distributed cluster with --scheduler. Every job is cached (in "
+            "ROOT/.lowrank_cache when run inside the repository, the cache the notebooks use), "
+            "so an interrupted sweep resumes and a notebook reads the results without "
+            "recomputing. Sweeps: " + "; ".join(f"{k}: {v[0]}" for k, v in NAMED_SWEEPS.items()))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lowrank-learning",
@@ -98,14 +106,8 @@ def _parser() -> argparse.ArgumentParser:
                                       "BUILDDIR/html. Run `lowrank-learning reproduce` first.")
     book.add_argument("--builddir", default="_build", help="build folder, relative to the root (default: _build)")
 
-    sw = sub.add_parser(
-        "sweep", help="run a named sweep locally or on a Dask cluster",
-        description="Run a named sweep (a grid of independent jobs) in local worker processes, or on "
-                    "a dask.distributed cluster with --scheduler. Every job is cached (in "
-                    "ROOT/.lowrank_cache when run inside the repository, the cache the notebooks use), "
-                    "so an interrupted sweep resumes and a notebook reads the results without "
-                    "recomputing. Sweeps: " + "; ".join(f"{k}: {v[0]}" for k, v in NAMED_SWEEPS.items()),
-    )
+    sw = sub.add_parser("sweep", help="run a named sweep locally or on a Dask cluster",
+                        description=_sweep_description())
     sw.add_argument("name", choices=sorted(NAMED_SWEEPS), metavar="NAME",
                     help="the sweep: " + ", ".join(sorted(NAMED_SWEEPS)))
     sw.add_argument("--profile", choices=("paper", "quick"), default="paper",
