@@ -31,18 +31,6 @@ import lowrank_learning as ll
 from lowrank_learning.core import _kernels
 
 
-def _time_per_epoch(run, epochs: int, repeats: int) -> tuple[float, float]:
-    """(median, best) seconds per epoch over ``repeats`` timed runs, after one untimed run
-    with the same shapes (it compiles)."""
-    run(epochs)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run(epochs)
-        times.append((time.perf_counter() - t0) / epochs)
-    return float(np.median(times)), float(np.min(times))
-
-
 def workloads(quick: bool):
     lin = ll.Architecture()
     erf = ll.Architecture(activation="erf")
@@ -94,19 +82,19 @@ def main(argv=None):
                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "workloads": {}, "ratio": {}}
     print(f"ms per epoch, median and best of {args.repeats} runs; the goal is judged on the median")
     for name, (run, epochs) in workloads(args.quick).items():
-        med, best = (1e3 * t for t in _time_per_epoch(run, epochs, args.repeats))
+        med, best = (1e3 * t for t in ll.seconds_per_epoch(run, epochs, args.repeats))
         ok = "meets" if med <= GOALS_MS[name] else "MISSES"
         results["workloads"][name] = {"ms_per_epoch_median": med, "ms_per_epoch_best": best,
                                       "goal_ms": GOALS_MS[name]}
         print(f"{name}: median {med:9.4f}  best {best:9.4f} ms/epoch   goal <= {GOALS_MS[name]:g} ms"
               f"  ({ok} the goal)")
-    singles = 1e3 * _time_per_epoch(_singles, 16 if args.quick else 32, max(1, args.repeats // 2))[0]
+    singles = 1e3 * ll.seconds_per_epoch(_singles, 16 if args.quick else 32, max(1, args.repeats // 2))[0]
     ens = results["workloads"]["E"]["ms_per_epoch_median"]
     # the same ensemble on the XLA adjoint (the kernel choice is read when the loop is traced)
     results["kernel_E"] = _kernels.choose("auto", ll.Architecture(activation="erf"), work=20 * 128 * 400)
     old, os.environ["LOWRANK_KERNEL"] = os.environ.get("LOWRANK_KERNEL"), "xla"
     try:
-        xla = 1e3 * _time_per_epoch(_ensemble, max(8, (16 if args.quick else 64) // 4), max(1, args.repeats // 2))[0]
+        xla = 1e3 * ll.seconds_per_epoch(_ensemble, max(8, (16 if args.quick else 64) // 4), max(1, args.repeats // 2))[0]
     finally:
         if old is None:
             del os.environ["LOWRANK_KERNEL"]
@@ -121,13 +109,13 @@ def main(argv=None):
     e1 = ll.tasks.exponential_filter()
     sizes = (100, 1000, 10000) if args.quick else (100, 1000, 10000, 100000)
     S0 = ll.overlaps(ll.sample_vectors(lin, 100, seed=0))
-    t_ov = _time_per_epoch(lambda e: ll.learn_overlaps(lin, S0, e1, 5e-3, e, progress=False), 128,
+    t_ov = ll.seconds_per_epoch(lambda e: ll.learn_overlaps(lin, S0, e1, 5e-3, e, progress=False), 128,
                            args.repeats)[0]
     print(f"\nfull network vs overlap map, linear E1 task (overlap map: {1e3 * t_ov:.4f} ms/epoch, any N)")
     for N in sizes:
         X = ll.sample_vectors(lin, N, seed=0)
         epochs = 64 if N <= 10000 else 16
-        t_full = _time_per_epoch(lambda e: ll.learn_vectors(lin, X, e1, 5e-3, e, progress=False),
+        t_full = ll.seconds_per_epoch(lambda e: ll.learn_vectors(lin, X, e1, 5e-3, e, progress=False),
                                  epochs, args.repeats)[0]
         results["ratio"][N] = {"full_ms": 1e3 * t_full, "overlap_ms": 1e3 * t_ov, "ratio": t_full / t_ov}
         print(f"  N = {N:>6}: full {1e3 * t_full:9.3f} ms/epoch   ratio full/overlap = {t_full / t_ov:8.1f}")

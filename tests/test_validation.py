@@ -163,3 +163,17 @@ def test_e9_jobs_grid():
     with pytest.raises(ll.InvalidParameterError, match="activation"):
         ll.compare_nonlinear("linear", "teacher", 10, 0.1, 0)
 
+
+
+def test_seconds_per_epoch_runs_once_untimed_then_times_each_repeat():
+    import time
+
+    calls = []
+
+    def run(epochs):
+        calls.append(epochs)
+        time.sleep(0.002 * epochs)  # at least 2 ms per epoch
+
+    median, best = ll.seconds_per_epoch(run, 5, 3)
+    assert calls == [5, 5, 5, 5]  # one compiling run, then the three timed ones
+    assert 0.002 <= best <= median < 1.0

@@ -103,7 +103,7 @@ from .analysis.stats import (
 
 # experiments
 from .experiments import twins
-from .experiments.performance import crossover_size, scaling_benchmark
+from .experiments.performance import crossover_size, scaling_benchmark, seconds_per_epoch
 from .experiments.validation import (
     compare_nonlinear,
     e9_jobs,

@@ -17,9 +17,10 @@ from ..tasks import exponential_filter
 from .validation import INIT_OVERLAPS, e9_task
 
 
-def _seconds_per_epoch(run, epochs: int, repeats: int) -> tuple[float, float]:
+def seconds_per_epoch(run, epochs: int, repeats: int) -> tuple[float, float]:
     """Median and best seconds per epoch of ``run(epochs)`` over ``repeats`` runs, after an
-    untimed run that compiles (same shapes and chunk size as the timed runs)."""
+    untimed run that compiles (same shapes and chunk size as the timed runs). ``run`` is any
+    callable taking a number of epochs, e.g. ``lambda e: ll.learn_overlaps(arch, S0, task, lr, e)``."""
     run(epochs)
     times = []
     for _ in range(repeats):
@@ -58,12 +59,12 @@ def scaling_benchmark(N_values, activations=("linear", "erf"), epochs: int = 16,
         else:
             task, lr = e9_task("flipflop", act, 4, 0.1, 20.0), 0.1
         S0 = sigma_from_named(arch, INIT_OVERLAPS)
-        ov = _seconds_per_epoch(lambda e: learn_overlaps(arch, S0, task, lr, e, progress=False), 8 * epochs, repeats)
+        ov = seconds_per_epoch(lambda e: learn_overlaps(arch, S0, task, lr, e, progress=False), 8 * epochs, repeats)
         rec = {"overlap_s": ov[0], "overlap_best_s": ov[1], "full_s": [], "full_best_s": []}
         for N in N_values:
             X0 = sample_vectors(arch, N, seed=0, sigma=S0)
             ep = (epochs_largest or epochs) if N == big else epochs
-            fu = _seconds_per_epoch(lambda e: learn_vectors(arch, X0, task, lr, e, progress=False), ep, repeats)
+            fu = seconds_per_epoch(lambda e: learn_vectors(arch, X0, task, lr, e, progress=False), ep, repeats)
             rec["full_s"].append(fu[0])
             rec["full_best_s"].append(fu[1])
         out[act] = rec
