@@ -16,8 +16,6 @@ The package is built in layers; each imports only from the layers below it (a te
 6. the pipeline: ``plotting``, ``results``, ``sweeps``, ``cli``, ``reproduce``.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 # core
 from .core.activations import ACTIVATIONS, gain, phi
 from .core.adjoint import ensemble_value_and_grad, overlap_value_and_grad
@@ -46,7 +44,7 @@ from .core.overlaps import (
     unflatten,
     validate_sigma,
 )
-from .core.provenance import provenance
+from .core.provenance import lowrank_version, provenance
 
 # tasks
 from . import tasks
@@ -118,11 +116,8 @@ from .reproduce import Layout, find_root
 from .results import load_results, save_results
 from .sweeps import JobFailure, SchedulerUnreachableError, SweepError, grid, run_sweep
 
-try:
-    __version__ = version("lowrank-learning")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree that is not installed
-    __version__ = "0+unknown"
+__version__ = lowrank_version()  # importlib.metadata; "0+unknown" in a source tree that is not installed
 
 __all__ = sorted(name for name in dict(globals()) if not name.startswith("_") and name not in
-                 ("PackageNotFoundError", "version", "core", "learn", "analysis", "experiments",
+                 ("lowrank_version", "core", "learn", "analysis", "experiments",
                   "results", "sweeps", "cli", "reproduce")) + ["__version__"]
