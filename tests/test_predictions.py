@@ -91,10 +91,13 @@ def test_savings_by_hand():
         ll.savings(first, again[:2], level=0.1)
 
 
-def test_mean_se():
-    m, se = ll.mean_se([1.0, 2.0, 3.0, np.nan, np.inf])
+def test_mean_se_refuses_what_it_would_drop():
+    m, se = ll.mean_se([1.0, 2.0, 3.0])
     assert m == 2.0 and se == pytest.approx(1.0 / np.sqrt(3))
-    assert np.isnan(ll.mean_se([])[0])
+    with pytest.raises(ll.InvalidParameterError, match="2 of 5 values are not finite"):
+        ll.mean_se([1.0, 2.0, 3.0, np.nan, np.inf])
+    with pytest.raises(ll.InvalidParameterError, match="empty"):
+        ll.mean_se([])
 
 
 # --------------------------------------------------------------------------- degenerate ensembles

@@ -43,6 +43,7 @@ def test_save_results_writes_plain_json(tmp_path, monkeypatch):
         "results": {"a": 0.5, "n": 3, "bad": None, "inf": None, "v": [0.0, 1.0, 2.0],
                     "m": [[1, 2], [3, None]], "none": None, "label": "x"},
         "headline": ["a", "n", "bad", "inf"],  # default: the first four
+        "verdicts": {},
     }
     assert ll.load_results("e9_demo", tmp_path / "out") == dict(doc, provenance=prov)
     assert ll.load_results("e9_demo") == dict(doc, provenance=prov)  # default: $LOWRANK_RESULTS_DIR

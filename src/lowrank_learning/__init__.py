@@ -58,7 +58,7 @@ from .learn.trajectory import EnsembleTrajectory, Trajectory
 from .learn.vectors import OPTIMIZERS, learn_vectors
 
 # analysis
-from .analysis.decoding import DecodingResult, decode, decode_stack, group_splits
+from .analysis.decoding import *  # noqa: F403 (the names in the module's __all__)
 from .analysis.degeneracy import (
     epochs_to_reach,
     equivalent_overlaps,
@@ -75,40 +75,21 @@ from .analysis.memory import (
     overlap_distance,
     violation_history,
 )
-from .analysis.predictions import (
-    DegenerateEnsemble,
-    curve_features,
-    decode_from_curves,
-    degenerate_ensemble,
-    diffusion_coefficient,
-    drift_overlaps,
-    drift_vectors,
-    overlap_drift,
-    probe_curves,
-    reset_invisible,
-    savings,
-    savings_experiment,
+from .analysis.predictions import *  # noqa: F403 (the names in the module's __all__)
+from .analysis.verdicts import (
+    VERDICTS,
+    Verdict,
+    bootstrap_interval,
+    combine,
+    mean_test,
+    sign_test,
 )
-from .analysis.stats import (
-    ErrorScaling,
-    excess_kurtosis,
-    fit_error_scaling,
-    gaussian_distance,
-    loss_drop_epoch,
-    mean_se,
-    overlap_error_curve,
-)
+from .analysis.stats import *  # noqa: F403 (the names in the module's __all__)
 
 # experiments
 from .experiments import twins
-from .experiments.performance import crossover_size, scaling_benchmark, seconds_per_epoch
-from .experiments.validation import (
-    compare_nonlinear,
-    e9_jobs,
-    linear_exactness,
-    scaling_table,
-    seed_summary,
-)
+from .experiments.performance import *  # noqa: F403 (the names in the module's __all__)
+from .experiments.validation import *  # noqa: F403 (the names in the module's __all__)
 
 # pipeline
 from . import plotting

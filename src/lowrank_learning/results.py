@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from .analysis.verdicts import verdict_table
 from .core._atomic import atomic_open
 from .core.errors import InvalidParameterError
 from .core.provenance import provenance
@@ -62,7 +63,7 @@ def results_dir() -> Path:
 
 
 def save_results(notebook: str, results: dict, parameters: dict | None = None,
-                 headline: Sequence[str] | None = None) -> Path:
+                 headline: Sequence[str] | None = None, verdicts: Mapping | None = None) -> Path:
     """Write a chapter's headline numbers to ``<results_dir>/<notebook>.json`` atomically.
 
     Parameters
@@ -77,12 +78,16 @@ def save_results(notebook: str, results: dict, parameters: dict | None = None,
     headline : sequence of str, optional
         The keys of ``results`` that the book's results-at-a-glance table shows (at most 4);
         default: the first 4.
+    verdicts : mapping, optional
+        Claim id -> :class:`~lowrank_learning.analysis.verdicts.Verdict` (the chapter's tested
+        claims, saved under ``verdicts`` with the statistic, interval, test and p-value).
 
     Returns
     -------
     Path of the written file. The JSON object has the keys ``notebook``, ``profile`` (from
     ``$LOWRANK_PROFILE``, ``"interactive"`` outside ``lowrank-learning reproduce``),
-    ``parameters``, ``results``, ``headline`` and ``provenance`` (Python, platform, CPU,
+    ``parameters``, ``results``, ``headline``, ``verdicts`` (claim id -> verdict dict, empty
+    without verdicts) and ``provenance`` (Python, platform, CPU,
     accelerator and package versions of the calling process).
     """
     if not isinstance(notebook, str) or not notebook or "/" in notebook or notebook.startswith("."):
@@ -104,6 +109,7 @@ def save_results(notebook: str, results: dict, parameters: dict | None = None,
         "parameters": _plain(dict(parameters or {}), "parameters"),
         "results": _plain(results, "results"),
         "headline": headline,
+        "verdicts": verdict_table(verdicts or {}),
         "provenance": provenance(),
     }
     out = results_dir() / f"{notebook}.json"

@@ -50,7 +50,7 @@ from .stats import mean_se
 
 __all__ = ["DegenerateEnsemble", "degenerate_ensemble", "probe_curves", "curve_features",
            "decode_from_curves", "diffusion_coefficient", "overlap_drift", "drift_overlaps",
-           "drift_vectors", "savings", "reset_invisible", "savings_experiment", "mean_se"]
+           "drift_vectors", "savings", "reset_invisible", "savings_experiment"]
 
 
 # --------------------------------------------------------------------------- probe learning

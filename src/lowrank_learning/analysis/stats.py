@@ -22,6 +22,9 @@ from scipy.stats import kurtosis
 from ..core._checks import check_int, check_seed, finite_matrix
 from ..core.errors import InvalidParameterError
 
+__all__ = ["excess_kurtosis", "gaussian_distance", "ErrorScaling", "fit_error_scaling", "loss_drop_epoch",
+           "overlap_error_curve", "mean_se"]
+
 
 def excess_kurtosis(X) -> np.ndarray:
     """Excess kurtosis of each column of ``X`` (N, K) -> (K,) (0 for a Gaussian; Fisher's
@@ -129,11 +132,20 @@ def overlap_error_curve(sigma_a, sigma_b) -> np.ndarray:
 
 
 def mean_se(x) -> tuple[float, float]:
-    """Mean and standard error (``std(ddof=1) / sqrt(n)``) of the finite entries of ``x``;
-    ``(nan, nan)`` without any, standard error ``nan`` with one."""
+    """Mean and standard error (``std(ddof=1) / sqrt(n)``) of a sample ``x`` (any shape, flattened).
+
+    Every value must be finite: a NaN or an infinity (a run that failed, an event that never
+    happened within the budget) raises :class:`InvalidParameterError` saying how many there are,
+    so that nothing is dropped silently; count and report them, or use a test that handles
+    censored outcomes (:func:`~lowrank_learning.analysis.verdicts.sign_test`). Standard error
+    ``nan`` with one value; an empty sample raises.
+    """
     x = np.asarray(x, dtype=float).ravel()
-    x = x[np.isfinite(x)]
     if x.size == 0:
-        return float("nan"), float("nan")
+        raise InvalidParameterError("mean_se: the sample is empty")
+    bad = int(np.sum(~np.isfinite(x)))
+    if bad:
+        raise InvalidParameterError(f"mean_se: {bad} of {x.size} values are not finite "
+                                    f"({int(np.sum(np.isnan(x)))} NaN); count and report them before averaging")
     se = float(np.std(x, ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
     return float(np.mean(x)), se

@@ -16,6 +16,8 @@ from ..learn.vectors import learn_vectors
 from ..tasks import exponential_filter
 from .validation import INIT_OVERLAPS, e9_task
 
+__all__ = ["seconds_per_epoch", "scaling_benchmark", "crossover_size"]
+
 
 def seconds_per_epoch(run, epochs: int, repeats: int) -> tuple[float, float]:
     """Median and best seconds per epoch of ``run(epochs)`` over ``repeats`` runs, after an
