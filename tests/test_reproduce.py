@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -16,7 +18,7 @@ from lowrank_learning import cli
 from lowrank_learning import reproduce as rp
 from lowrank_learning.core import cache, provenance
 from lowrank_learning.reproduce.launch import launch_links
-from lowrank_learning.reproduce.runner import expected_seconds, longest_first
+from lowrank_learning.reproduce.runner import expected_cores, expected_seconds, longest_first, schedule
 
 PARAMS = 'n = 3\nscale = 1.5\nlabel = "a"\nflags = [1, 2]\nlog = "log.txt"  # where each run appends a line'
 GOOD = ('with open(log, "a") as f:\n    f.write(f"{n} {scale} {label} {flags}\\n")\nprint(n * scale)\n'
@@ -118,6 +120,31 @@ def test_resolved_parameters(repo):
     (job,) = rp.plan(rp.Layout(repo), "quick", only=["good"], sets=["label=3"])
     assert job.parameters == {"n": 4, "label": "3"}            # str parameter keeps the text
     assert [j.name for j in rp.plan(rp.Layout(repo), "quick")] == ["good", "bad"]  # book order
+
+
+def test_notebooks_start_when_their_cores_are_free(repo):
+    """Scheduling by CPU need: the registry's cores estimate until a timed run of the same profile
+    gives cpu_s / wall_s; a two-core chapter runs alone on two cores, one-core chapters in pairs."""
+    (repo / "notebooks" / "profiles.yml").write_text(PROFILES.replace(
+        'title: "Failing notebook"', 'title: "Failing notebook"\n  cores: {paper: 2}'))
+    good, bad = rp.plan(rp.Layout(repo), "paper")
+    assert (good.cores, bad.cores) == (None, 2.0)
+    assert [expected_cores(j, 2) for j in (good, bad)] == [1, 2] and expected_cores(bad, 1) == 1
+    assert schedule([bad, good], [], capacity=2, jobs=2) == [bad]            # bad fills both cores
+    assert schedule([good], [2], capacity=2, jobs=2) == []
+    assert schedule([good, bad], [], capacity=2, jobs=2) == [good]          # bad waits for 2 free cores
+    assert schedule([bad, good], [1], capacity=2, jobs=2) == []       # and good does not jump it
+    assert schedule([good, good], [], capacity=2, jobs=1) == [good]          # at most `jobs` at once
+    assert schedule([bad], [], capacity=1, jobs=2) == [bad]                  # more than there is: alone
+    # a timed run of the same profile replaces the estimate: 100 s CPU in 100 s wall = one core
+    bad.stamp_path.parent.mkdir(parents=True, exist_ok=True)
+    bad.stamp_path.write_text(json.dumps(dict(bad.stamp, wall_s=100.0, cpu_s=100.0)))
+    assert expected_cores(bad, 2) == 1 and schedule([bad, good], [], capacity=2, jobs=2) == [bad, good]
+    bad.stamp_path.write_text(json.dumps(dict(bad.stamp, profile="quick", wall_s=100.0, cpu_s=100.0)))
+    assert expected_cores(bad, 2) == 2
+    (repo / "notebooks" / "profiles.yml").write_text(PROFILES.replace(
+        'title: "Failing notebook"', 'title: "Failing notebook"\n  cores: {paper: 0.5}'))
+    assert rp.reproduce(root=repo, profile="paper", progress=False) == 2
 
 
 def test_longest_notebook_starts_first(repo, capsys):
@@ -259,12 +286,16 @@ def test_results_json_is_staged_and_published_with_the_notebook(repo, monkeypatc
     def ok_with_provenance(src, out, **kw):
         Path(os.environ["LOWRANK_RESULTS_DIR"], "good.json").write_text(
             json.dumps({"results": {"x": 3}, "provenance": kernel}))
+        # a "kernel" process that burns 0.5 s of CPU: the stamp's cpu_s counts it
+        subprocess.run([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                        "while time.process_time() - t < 0.5: pass"], check=True)
         Path(out).write_text("{}")
 
     monkeypatch.setattr("papermill.execute_notebook", ok_with_provenance)
     assert rp.execute_job(_job(repo), str(repo / "notebooks"))["status"] == "ok"
     stamp = json.loads((results / "good.stamp.json").read_text())
     assert stamp["provenance"] == kernel and stamp["provenance_from"] == "kernel"
+    assert 0.5 <= stamp["cpu_s"] < 0.5 + stamp["wall_s"] * os.cpu_count()
 
     # a successful run that writes no JSON removes the old one (it would not match the page)
     monkeypatch.setattr("papermill.execute_notebook", lambda src, out, **kw: Path(out).write_text("{}"))

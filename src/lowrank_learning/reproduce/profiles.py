@@ -25,10 +25,20 @@ from .layout import PROFILES_FILE, Layout, ReproduceError, optional
 from .stamps import is_up_to_date, make_stamp
 
 
+def _estimates(path: Path, name: str, entry: dict, key: str, least: float) -> dict[str, float]:
+    value = entry.get(key) or {}
+    if not isinstance(value, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= least for v in value.values()):
+        raise ReproduceError(f"{path}: {name}.{key} must map profile names to numbers >= {least:g}, got {value!r}")
+    return {str(k): float(v) for k, v in value.items()}
+
+
 def load_profiles(path: Path) -> dict[str, dict]:
-    """Read the registry: ``{name: {"title": str, "minutes": {profile: float}, "profiles": {profile:
-    {param: value}}}}``. ``minutes`` (optional) is the approximate wall time per profile, used only to
-    start the longest notebooks first when no earlier run of that profile has been timed."""
+    """Read the registry: ``{name: {"title": str, "minutes": {profile: float}, "cores": {profile:
+    float}, "profiles": {profile: {param: value}}}}``. ``minutes`` (optional) is the approximate wall
+    time per profile, used only to start the longest notebooks first, and ``cores`` (optional,
+    default 1) the number of cores a run keeps busy, used only to decide what runs beside it; both
+    are estimates for when no earlier run of that profile has been timed."""
 
     yaml = optional("yaml")
     path = Path(path)
@@ -47,20 +57,17 @@ def load_profiles(path: Path) -> dict[str, dict]:
         if not isinstance(entry, dict):
             raise ReproduceError(f"{path}: entry {name!r} must be a mapping with a title and profiles")
         title = entry.get("title", name)
-        minutes = entry.get("minutes") or {}
-        if not isinstance(minutes, dict) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in minutes.values()):
-            raise ReproduceError(f"{path}: {name}.minutes must map profile names to numbers >= 0, got {minutes!r}")
+        minutes = _estimates(path, name, entry, "minutes", 0)
+        cores = _estimates(path, name, entry, "cores", 1)
         profiles = {}
         for key, value in entry.items():
-            if key in ("title", "minutes"):
+            if key in ("title", "minutes", "cores"):
                 continue
             value = {} if value is None else value
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
                 raise ReproduceError(f"{path}: {name}.{key} must map parameter names to values")
             profiles[key] = value
-        out[name] = {"title": str(title), "minutes": {str(k): float(v) for k, v in minutes.items()},
-                     "profiles": profiles}
+        out[name] = {"title": str(title), "minutes": minutes, "cores": cores, "profiles": profiles}
     if not out:
         raise ReproduceError(f"{path} lists no notebooks")
     return out
@@ -171,6 +178,7 @@ class Job:
     stamp: dict
     up_to_date: bool = False
     minutes: float | None = None  # the registry's estimate for this profile (ordering only)
+    cores: float | None = None  # the registry's estimate of the cores it keeps busy (scheduling only)
 
     @property
     def profile(self) -> str:
@@ -244,5 +252,5 @@ def plan(layout: Layout, profile: str = "paper", only=None, sets=(), force: bool
         stamp_path = layout.results / f"{name}.stamp.json"
         fresh = not force and is_up_to_date(output, stamp_path, stamp)
         jobs.append(Job(name, registry[name]["title"], source, output, stamp_path, cell, resolved, stamp, fresh,
-                        registry[name]["minutes"].get(profile)))
+                        registry[name]["minutes"].get(profile), registry[name]["cores"].get(profile)))
     return jobs

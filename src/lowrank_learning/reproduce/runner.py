@@ -24,6 +24,7 @@ Execution conventions: kernel ``python3`` running this interpreter; working dire
 from __future__ import annotations
 
 import contextlib
+import resource
 import importlib.util
 import json
 import os
@@ -34,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -155,7 +156,7 @@ def kernel_provenance(staging: Path, name: str) -> tuple[dict, str]:
 
 
 def _publish(name: str, tmp: str, staging: Path, output: Path, stamp_path: Path, stamp: dict,
-             wall: float) -> None:
+             wall: float, cpu: float | None = None) -> None:
     """Move a successful run into place: stamp removed, JSON files, notebook, new stamp."""
     prov, origin = kernel_provenance(staging, name)
     unlink(stamp_path)  # a crash from here on leaves no stamp: the next run reruns the notebook
@@ -165,7 +166,14 @@ def _publish(name: str, tmp: str, staging: Path, output: Path, stamp_path: Path,
     if f"{name}.json" not in {f.name for f in staged}:
         unlink(output.parent / f"{name}.json")  # numbers of an older run would not match the page
     move_into_place(tmp, output)
-    write_stamp(stamp_path, dict(stamp, provenance_from=origin), wall, provenance=prov)
+    write_stamp(stamp_path, dict(stamp, provenance_from=origin), wall, provenance=prov, cpu_s=cpu)
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's finished children (and theirs, when waited for):
+    after papermill returns, the kernel's, including its worker processes."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def execute_job(job: dict, cwd: str) -> dict:
@@ -186,6 +194,7 @@ def execute_job(job: dict, cwd: str) -> dict:
     os.environ[RESULTS_DIR_ENV] = str(staging)  # the kernel inherits these
     os.environ[PROFILE_ENV] = str(job.get("profile", "unknown"))
     t0 = time.perf_counter()
+    cpu0 = _children_cpu()
 
     def keep_failed_copy() -> bool:
         if os.path.exists(tmp) and os.path.getsize(tmp) > 0:
@@ -213,8 +222,9 @@ def execute_job(job: dict, cwd: str) -> dict:
             where = f"; partial output in {failed}" if keep_failed_copy() else ""
             return asdict(Outcome(name, "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}{where}"))
         wall = time.perf_counter() - t0
+        cpu = _children_cpu() - cpu0
         with _signals_ignored():
-            _publish(name, tmp, staging, output, stamp_path, job["stamp"], wall)
+            _publish(name, tmp, staging, output, stamp_path, job["stamp"], wall, cpu)
             unlink(failed)
         return asdict(Outcome(name, "ok", wall))
     finally:
@@ -338,6 +348,39 @@ def longest_first(todo: list) -> list:
     return sorted(todo, key=lambda j: -expected_seconds(j))
 
 
+def expected_cores(job, capacity: int) -> int:
+    """How many cores ``job`` keeps busy, between 1 and ``capacity``: the CPU time over the wall
+    time of its last timed run of the same profile (its stamp's ``cpu_s / wall_s``, rounded),
+    else the registry's ``cores`` estimate, else 1."""
+    old = read_json(job.stamp_path)
+    need = job.cores or 1.0
+    if isinstance(old, dict) and old.get("profile") == job.profile:
+        cpu, wall = old.get("cpu_s"), old.get("wall_s")
+        if isinstance(cpu, (int, float)) and isinstance(wall, (int, float)) and wall > 0:
+            need = cpu / wall
+    return int(min(max(round(need), 1), capacity))
+
+
+def schedule(todo: list, running: list, capacity: int, jobs: int) -> list:
+    """The jobs of ``todo`` (in its order) to start now, given the cores each running job keeps
+    busy (``running``, a list of ints) on ``capacity`` cores and at most ``jobs`` notebooks at
+    once: jobs in order while they fit in the cores left over. The first job that does not fit
+    holds back those after it (strict order, so that a long two-core chapter is not kept waiting
+    by a stream of one-core ones); a job that needs more than ``capacity`` starts only when
+    nothing runs (:func:`expected_cores` caps its need at ``capacity``)."""
+    free = capacity - sum(running)
+    n = len(running)
+    start = []
+    for j in todo:
+        need = expected_cores(j, capacity)
+        if n >= jobs or need > free:
+            break
+        start.append(j)
+        free -= need
+        n += 1
+    return start
+
+
 def reproduce(root=None, profile: str = "paper", only=None, jobs: int | None = None, sets=(),
               force: bool = False, progress: bool = True, out=None) -> int:
     """Execute the registry's notebooks; returns an exit code (0 ok, 1 failures, 2 bad input, 130 interrupted).
@@ -351,7 +394,8 @@ def reproduce(root=None, profile: str = "paper", only=None, jobs: int | None = N
     only : list of str, optional
         Notebook names to run (default: all, in book order).
     jobs : int, optional
-        Notebooks executed at once (default ``min(2, cpu count)``).
+        Notebooks executed at most at once (default ``min(2, cpu count)``); within that, a
+        notebook starts when the cores it needs (:func:`expected_cores`) are free.
     sets : list of str
         ``NAME=VALUE`` (every selected notebook) or ``NOTEBOOK.NAME=VALUE`` overrides, applied
         after the profile; values are Python literals, else strings.
@@ -389,16 +433,25 @@ def reproduce(root=None, profile: str = "paper", only=None, jobs: int | None = N
             print(f"error: {exc}", file=sys.stderr)
             return 2
         bar = tqdm(total=len(todo), desc="notebooks", unit="nb", disable=not progress, file=out)
+        capacity = os.cpu_count() or 1
         pool = ThreadPoolExecutor(max_workers=min(jobs, len(todo)))
         futures: dict = {}
         try:
-            futures = {pool.submit(_run_child, j, layout.notebooks, env, tmpdir, children): j for j in todo}
-            for fut in as_completed(futures):
-                o = fut.result()
-                outcomes[o.name] = o
-                bar.update(1)
-                bar.write(f"{o.name}: {o.status} ({o.wall_s:.1f} s)" if o.status != "failed"
-                          else f"{o.name}: FAILED ({o.wall_s:.1f} s)", file=out)
+            pending, running = list(todo), {}
+            while pending or running:
+                for j in schedule(pending, list(running.values()), capacity, jobs):
+                    pending.remove(j)
+                    fut = pool.submit(_run_child, j, layout.notebooks, env, tmpdir, children)
+                    futures[fut] = j
+                    running[fut] = expected_cores(j, capacity)
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    running.pop(fut)
+                    o = fut.result()
+                    outcomes[o.name] = o
+                    bar.update(1)
+                    bar.write(f"{o.name}: {o.status} ({o.wall_s:.1f} s)" if o.status != "failed"
+                              else f"{o.name}: FAILED ({o.wall_s:.1f} s)", file=out)
         except KeyboardInterrupt:
             interrupted = True
             print("\ninterrupted: stopping running notebooks ...", file=sys.stderr)

@@ -6,7 +6,9 @@ JAX, jaxlib, NumPy, SciPy and Numba, the operating system and the processor arch
 :func:`~lowrank_learning.core.provenance.numeric_environment` without the accelerator) and the
 profile. A notebook whose stamp matches its current inputs is up to date and is skipped.
 
-A successful run adds the wall time, the time it finished and the ``provenance`` of the kernel
+A successful run adds the wall time, the CPU time of the processes that ran the notebook (the
+kernel and whatever it started and waited for; ``cpu_s``, from which the scheduler reads how
+many cores the notebook keeps busy), the time it finished and the ``provenance`` of the kernel
 that executed the notebook (:func:`~lowrank_learning.core.provenance.provenance`, as the
 notebook's :func:`~lowrank_learning.save_results` recorded it in the chapter's JSON).
 """
@@ -47,11 +49,13 @@ def is_up_to_date(output: Path, stamp_path: Path, stamp: dict) -> bool:
     return Path(output).is_file() and isinstance(old, dict) and all(old.get(k) == stamp[k] for k in _KEYS)
 
 
-def write_stamp(path: Path, stamp: dict, wall_s: float, provenance: dict | None = None) -> None:
-    """Write ``stamp`` with the run's wall time, the time it finished and ``provenance`` (that of
-    the kernel which executed the notebook; ``None`` when it was not recorded)."""
-    stamp = dict(stamp, wall_s=round(wall_s, 3), finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                 provenance=provenance)
+def write_stamp(path: Path, stamp: dict, wall_s: float, provenance: dict | None = None,
+                cpu_s: float | None = None) -> None:
+    """Write ``stamp`` with the run's wall time, its CPU time (``None`` when not measured), the time
+    it finished and ``provenance`` (that of the kernel which executed the notebook; ``None`` when it
+    was not recorded)."""
+    stamp = dict(stamp, wall_s=round(wall_s, 3), cpu_s=None if cpu_s is None else round(cpu_s, 3),
+                 finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), provenance=provenance)
     atomic_write_text(Path(path), json.dumps(stamp, indent=1, sort_keys=True) + "\n")
 
 
