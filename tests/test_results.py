@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import json
 from pathlib import Path
 
@@ -154,7 +155,42 @@ def test_results_table_of_this_repository_lists_every_registered_chapter():
 
 def test_intro_includes_the_results_table():
     intro = (ROOT / "book" / "intro.md").read_text()
-    assert "```{include} results/" + book.RESULTS_TABLE in intro
+    assert "{include} results/" + book.RESULTS_TABLE in intro
+    assert "```{include} results/" + book.CLAIMS_TABLE in intro
+
+
+def _claim_rows(md: str) -> list[list[str]]:
+    lines = md.strip().splitlines()
+    assert lines[:2] == ["| claim | paper | this run measured | verdict |", "|---|---|---|---|"]
+    return [[c.strip() for c in re.split(r"(?<!\\)\|", ln.strip()[1:-1])] for ln in lines[2:]]
+
+
+def test_claims_table_shows_every_verdict_in_book_order(tmp_path, monkeypatch):
+    root = _repo(tmp_path)
+    res = root / "book" / "results"
+    monkeypatch.setenv("LOWRANK_RESULTS_DIR", str(res))
+    monkeypatch.setenv("LOWRANK_PROFILE", "paper")
+    yes = ll.sign_test(np.arange(1.0, 11), claim="relearning is faster").with_figure("Fig. 7c")
+    no = ll.mean_test([0.1, -0.2, 0.05, 0.0], claim="a | b", alternative="greater")
+    few = ll.sign_test([1.0, 2.0], claim="too few")
+    ll.save_results("e1_a", {"x": 1.0}, verdicts={"fast": yes, "bar": no,
+                                                   "both": ll.combine("both", {"y": yes, "n": no})})
+    (res / "e1_a.ipynb").write_text("{}")
+    ll.save_results("e7_new", {"x": 1.0}, verdicts={"few": few})   # not in the registry or the toc
+    ll.save_results("e2_b", {"x": 1.0})                             # a chapter without verdicts
+    rows = _claim_rows(book.claims_table(root))
+    link = "{doc}`e1_a </book/results/e1_a>`, paper)"
+    assert rows[0] == [f"relearning is faster ({link}", "Fig. 7c",
+                       "5.5 [3, 8]; p = 0.00098; exact sign test (one-sided, > 0), 10 pairs",  # median [bootstrap]
+                       "✔ holds"]
+    assert rows[1][0] == f"a \\| b ({link}" and rows[1][3] == "✘ does not hold" and rows[1][1] == ""
+    assert rows[2][3] == "◐ holds in part" and rows[2][2] == "1 of 2 parts hold"   # no statistic for a combination
+    assert rows[3] == ["E2 Second \\| with a bar: no tested claims", "", "", ""]
+    assert rows[4] == ["too few (e7_new, paper)", "", rows[4][2], "– not testable at this profile"]
+    (res / "e2_b.json").unlink()
+    assert _claim_rows(book.claims_table(root))[3] == ["E2 Second \\| with a bar", "", "", "not run"]
+    path = book.write_claims_table(root)
+    assert path == res / "claims-table.md" and path.read_text() == book.claims_table(root)
 
 
 # --------------------------------------------------------------------------- conventions

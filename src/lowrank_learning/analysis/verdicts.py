@@ -33,7 +33,7 @@ Generic tests here:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from scipy import stats as _st
@@ -90,6 +90,9 @@ class Verdict:
         Anything a reader needs besides the numbers (censoring, what the interval is over).
     parts : dict
         For a combined verdict: part name -> that part's :class:`Verdict`.
+    figure : str
+        The paper's figure and panel the claim is read from (e.g. "Fig. 9b"), or "beyond the
+        paper"; set with :meth:`with_figure`. The book's claims table shows it.
     """
 
     claim: str
@@ -104,6 +107,7 @@ class Verdict:
     level: float = 0.95
     note: str = ""
     parts: Mapping[str, "Verdict"] = field(default_factory=dict)
+    figure: str = ""
 
     def __post_init__(self):
         check_choice("Verdict.verdict", self.verdict, VERDICTS)
@@ -115,6 +119,12 @@ class Verdict:
     @property
     def holds(self) -> bool:
         return self.verdict == HOLDS
+
+    def with_figure(self, figure: str) -> "Verdict":
+        """This verdict with ``figure`` (the paper's figure and panel, or "beyond the paper")."""
+        if not isinstance(figure, str):
+            raise InvalidParameterError(f"Verdict.figure must be a string, got {type(figure).__name__}")
+        return replace(self, figure=figure)
 
     def as_dict(self) -> dict:
         """Plain-JSON form (the chapter JSON's ``verdicts[claim_id]``)."""

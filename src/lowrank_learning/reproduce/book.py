@@ -1,8 +1,11 @@
 """Build the jupyter-book site from the executed notebooks, with the results and provenance tables.
 
-Before Sphinx runs, :func:`write_results_table` turns every ``book/results/<notebook>.json``
-(written by :func:`~lowrank_learning.save_results`) into a markdown table,
-``book/results/results-table.md``, which the introduction includes. Notebooks listed in
+Before Sphinx runs, :func:`write_claims_table` turns the ``verdicts`` of every
+``book/results/<notebook>.json`` (written by :func:`~lowrank_learning.save_results`) into the
+claims table, ``book/results/claims-table.md``: one row per tested claim, in book order, with the
+paper's figure, what the run measured (statistic, interval, p-value and test) and the verdict.
+:func:`write_results_table` writes every chapter's headline numbers to
+``book/results/results-table.md``. The introduction includes both. Notebooks listed in
 ``notebooks/profiles.yml`` without a JSON file show as "not run"; JSON files of notebooks not
 (yet) in the registry are listed too, so a new chapter appears without editing anything.
 
@@ -28,6 +31,7 @@ from .mathjax import ensure_mathjax
 from .profiles import load_profiles
 
 RESULTS_TABLE = "results-table.md"  # not an identifier, so never a notebook's name
+CLAIMS_TABLE = "claims-table.md"  # likewise
 PROVENANCE_TABLE = "provenance-table.md"  # likewise
 
 
@@ -134,6 +138,75 @@ def results_table(root: Path) -> str:
         if len(res) > len(shown):
             lines.append(f"| | ... | {len(res) - len(shown)} more in `{RESULTS_DIR.as_posix()}/{name}.json` |")
     return "\n".join(lines) + "\n"
+
+
+VERDICT_MARKS = {
+    "holds": "✔ holds",
+    "holds in part": "◐ holds in part",
+    "does not hold": "✘ does not hold",
+    "not testable at this profile": "– not testable at this profile",
+}
+
+
+def _measured(v: dict) -> str:
+    """What the run measured, in one cell: statistic [interval], p-value, test."""
+    bits = []
+    stat = v.get("statistic")
+    if isinstance(stat, (int, float)) and not isinstance(stat, bool) and v.get("parts") == {}:
+        text = _fmt(float(stat))
+        iv = v.get("interval")
+        if isinstance(iv, list) and len(iv) == 2:
+            text += f" [{_fmt(iv[0])}, {_fmt(iv[1])}]"
+        bits.append(text)
+    p = v.get("p")
+    if isinstance(p, (int, float)) and not isinstance(p, bool):
+        bits.append(f"p = {p:.2g}")
+    if v.get("test"):
+        bits.append(str(v["test"]))
+    return "; ".join(bits)
+
+
+def claims_table(root: Path) -> str:
+    """The markdown of the claims table (see the module docstring): columns claim (linked to
+    its chapter), paper figure, measured, verdict; a chapter without a results file shows as
+    "not run", one without verdicts as "no tested claims"."""
+
+    layout = Layout(Path(root))
+    registry, names = _chapters(layout)
+    try:
+        pages = {Path(f).with_suffix("").as_posix() for f in toc_files(root)}
+    except ReproduceError:
+        pages = set()
+    lines = ["| claim | paper | this run measured | verdict |", "|---|---|---|---|"]
+    for name in names:
+        title = registry.get(name, {}).get("title", name)
+        page = f"{RESULTS_DIR.as_posix()}/{name}"
+        linked = page in pages and (root / f"{page}.ipynb").is_file()
+        doc = read_json(layout.results / f"{name}.json")
+        if not isinstance(doc, dict):
+            lines.append(f"| {_cell(title)} | | | not run |")
+            continue
+        verdicts = doc.get("verdicts") if isinstance(doc.get("verdicts"), dict) else {}
+        chapter = f"{{doc}}`{_cell(title)} </{page}>`" if linked else _cell(title)
+        if not verdicts:
+            lines.append(f"| {chapter}: no tested claims | | | |")
+            continue
+        profile = _cell(doc.get("profile", "?"))
+        for v in verdicts.values():
+            if not isinstance(v, dict):
+                continue
+            claim = _cell(v.get("claim", "?"))
+            claim = f"{claim} ({{doc}}`{name} </{page}>`, {profile})" if linked else f"{claim} ({name}, {profile})"
+            mark = VERDICT_MARKS.get(v.get("verdict"), _cell(v.get("verdict", "?")))
+            lines.append(f"| {claim} | {_cell(v.get('figure') or '')} | {_cell(_measured(v))} | {mark} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_claims_table(root: Path) -> Path:
+    """Write :func:`claims_table` to ``book/results/claims-table.md`` (atomically)."""
+    path = Layout(Path(root)).results / CLAIMS_TABLE
+    atomic_write_text(path, claims_table(root))
+    return path
 
 
 def write_results_table(root: Path) -> Path:
@@ -258,6 +331,7 @@ def build_book(root=None, builddir="_build", out=None) -> int:
             raise ReproduceError("pages listed in _toc.yml are missing: " + ", ".join(missing_pages))
         ensure_mathjax(Layout(root).static)
         write_results_table(root)
+        write_claims_table(root)
         write_provenance_table(root)
     except ReproduceError as exc:
         print(f"error: {exc}", file=sys.stderr)
