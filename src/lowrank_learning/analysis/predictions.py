@@ -15,15 +15,25 @@ Three analyses that turn the paper's closing predictions into numbers:
 - **Savings.** :func:`savings_experiment` learns A, then B, then A again (and, as a control,
   A again from the state after B with its invisible overlaps put back to their values before A,
   :func:`reset_invisible`); :func:`savings` turns the loss curves into the relearning savings.
+
+Each prediction ends in a :class:`~lowrank_learning.Verdict` (a test that can come out either way):
+:func:`probe_verdict` (permutation tests of the decoding, combined over base networks, one part
+per probe task), :func:`drift_ratio_verdict` (exact sign test that the invisible overlaps diffuse
+faster than the visible ones, network by network), :func:`behaviour_verdict` (the drifting
+networks keep performing the task), :func:`relearning_verdict` and
+:func:`invisible_savings_verdict` (exact sign tests on the epochs to criterion; a visit that never
+reaches the criterion within its epochs is censored at ``inf`` and kept, see
+:func:`never_reached`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import numpy as np
+from scipy import stats as _st
 from sklearn.linear_model import RidgeCV
 from sklearn.metrics import r2_score
 from sklearn.model_selection import (
@@ -47,10 +57,13 @@ from ..tasks import with_label_noise
 from .degeneracy import epochs_to_reach, equivalent_overlaps
 from .memory import compare_visits, invisible_distance
 from .stats import mean_se
+from .verdicts import Verdict, combine, decide, sign_test
 
 __all__ = ["DegenerateEnsemble", "degenerate_ensemble", "probe_curves", "curve_features",
            "decode_from_curves", "diffusion_coefficient", "overlap_drift", "drift_overlaps",
-           "drift_vectors", "savings", "reset_invisible", "savings_experiment"]
+           "drift_vectors", "savings", "reset_invisible", "savings_experiment", "never_reached",
+           "probe_verdict", "drift_ratio_verdict", "behaviour_verdict", "relearning_verdict",
+           "invisible_savings_verdict"]
 
 
 # --------------------------------------------------------------------------- probe learning
@@ -497,3 +510,206 @@ def savings_experiment(arch: Architecture, sigma0, task_a, task_b, lr: float, ep
             "control_fraction": frac, "savings": s["savings"], "savings_control": sc["savings"],
             "t_first": s["t_first"], "t_again": s["t_again"], "t_control": sc["t_again"],
             "trace": trace, "kept": np.asarray(kept)}
+
+
+# --------------------------------------------------------------------------- verdicts
+def _epochs(t, name: str) -> np.ndarray:
+    """Epochs to criterion (n,): >= 0, ``inf`` where never reached; NaN refused."""
+    t = np.asarray(t, dtype=float)
+    if t.ndim != 1 or t.size == 0:
+        raise InvalidParameterError(f"{name} must be a non-empty 1-d array of epochs, got shape {t.shape}")
+    if np.isnan(t).any() or (t < 0).any():
+        raise InvalidParameterError(f"{name}: epochs must be >= 0 or inf (never reached), "
+                                    f"got {int(np.isnan(t).sum())} NaN and {int((t < 0).sum())} negative of {t.size}")
+    return t
+
+
+def never_reached(t) -> tuple[int, int]:
+    """``(k, n)``: how many of the ``n`` epochs-to-criterion in ``t`` (n,) are ``inf`` (the visit
+    never reached the criterion within its epochs)."""
+    t = _epochs(t, "never_reached: t")
+    return int(np.sum(np.isinf(t))), int(t.size)
+
+
+def relearning_verdict(t_first, t_again, *, claim: str = "Relearning A after B is faster than learning it "
+                       "the first time", alpha: float = 0.05, seed: int = 0) -> Verdict:
+    """Exact paired sign test that ``t_again < t_first`` network by network.
+
+    Parameters
+    ----------
+    t_first, t_again : arrays (n,)
+        Epochs to criterion of the first visit and of the return (``inf``: never reached within
+        the visit's epochs; such a network is kept, with the sign its censored difference has;
+        where both are ``inf`` the pair is excluded and counted).
+    claim : str
+        The claim's sentence (e.g. for the reset control).
+    alpha : float
+        The test's level; ``seed`` drives the bootstrap interval.
+
+    Returns
+    -------
+    Verdict whose statistic is the median of ``t_first - t_again`` (epochs saved) with its
+    bootstrap interval; ``note`` says how many never reached the criterion on each visit.
+    """
+    t1, t2 = _epochs(t_first, "relearning_verdict: t_first"), _epochs(t_again, "relearning_verdict: t_again")
+    if t1.shape != t2.shape:
+        raise InvalidParameterError(f"relearning_verdict: t_first and t_again must have one length, got {t1.size}, {t2.size}")
+    v = sign_test(t1, t2, claim=claim, alternative="greater", alpha=alpha, seed=seed, what="networks")
+    k1, k2 = int(np.isinf(t1).sum()), int(np.isinf(t2).sum())
+    return replace(v, note=f"{v.note}; statistic: median epochs saved (first minus return); "
+                           f"{k1} of {t1.size} never learned A the first time, {k2} of {t2.size} never relearned it")
+
+
+def invisible_savings_verdict(t_again, t_control, *, alpha: float = 0.05, seed: int = 0) -> Verdict:
+    """Exact paired sign test that relearning with the invisible overlaps kept (``t_again``) is
+    faster than from the same state with them reset (``t_control``), network by network.
+
+    Parameters
+    ----------
+    t_again, t_control : arrays (n,)
+        Epochs to criterion (``inf``: never relearned; kept with its sign, both ``inf`` excluded
+        and counted).
+
+    Returns
+    -------
+    Verdict whose statistic is the median of ``t_control - t_again`` (epochs the invisible
+    overlaps save) with its bootstrap interval.
+    """
+    ta = _epochs(t_again, "invisible_savings_verdict: t_again")
+    tc = _epochs(t_control, "invisible_savings_verdict: t_control")
+    if ta.shape != tc.shape:
+        raise InvalidParameterError(f"invisible_savings_verdict: t_again and t_control must have one length, "
+                                    f"got {ta.size}, {tc.size}")
+    v = sign_test(tc, ta, claim="The invisible overlaps carry savings: relearning A with them kept is faster "
+                  "than with them reset", alternative="greater", alpha=alpha, seed=seed, what="networks")
+    k1, k2 = int(np.isinf(ta).sum()), int(np.isinf(tc).sum())
+    return replace(v, note=f"{v.note}; statistic: median epochs saved (reset control minus return); "
+                           f"{k1} of {ta.size} never relearned A, {k2} of {tc.size} reset controls never relearned it")
+
+
+def drift_ratio_verdict(invisible, visible, *, claim: str = "The drift concentrates in the invisible overlaps",
+                        alpha: float = 0.05, seed: int = 0) -> Verdict:
+    """Exact paired sign test that the invisible overlaps diffuse faster than the visible ones,
+    network by network (ratio of the per-network diffusion coefficients above 1).
+
+    Parameters
+    ----------
+    invisible, visible : arrays (n,)
+        Per-network diffusion coefficients (``per_member`` of :func:`diffusion_coefficient`),
+        >= 0. A visible coefficient of 0 gives a ratio of ``inf`` (or a tie, 1, when both are 0).
+
+    Returns
+    -------
+    Verdict whose statistic is the median ratio invisible / visible, with its bootstrap interval.
+    """
+    inv, vis = np.asarray(invisible, dtype=float), np.asarray(visible, dtype=float)
+    if inv.ndim != 1 or inv.shape != vis.shape or inv.size == 0:
+        raise InvalidParameterError(f"drift_ratio_verdict: invisible and visible must be 1-d of one length, "
+                                    f"got {inv.shape}, {vis.shape}")
+    for name, x in (("invisible", inv), ("visible", vis)):
+        bad = ~np.isfinite(x) | (x < 0)
+        if bad.any():
+            raise InvalidParameterError(f"drift_ratio_verdict: {name}: {int(bad.sum())} of {x.size} coefficients "
+                                        "are negative or not finite (a diverged run must be counted and reported)")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(vis > 0, inv / np.where(vis > 0, vis, 1.0), np.where(inv > 0, np.inf, 1.0))
+    v = sign_test(ratio - 1.0, claim=claim, alternative="greater", alpha=alpha, seed=seed, what="networks")
+    interval = None if v.interval is None else (v.interval[0] + 1.0, v.interval[1] + 1.0)
+    return replace(v, statistic=v.statistic + 1.0, interval=interval,
+                   note=f"{v.note}; statistic: median over networks of D_invisible / D_visible")
+
+
+def behaviour_verdict(clean_loss, level: float, *, alpha: float = 0.05, seed: int = 0) -> Verdict:
+    """Exact sign test that drifting networks keep performing the task: each network's noiseless
+    loss stays below ``level`` at every recorded time.
+
+    Parameters
+    ----------
+    clean_loss : array (n, R)
+        Noiseless loss of n drifting networks at R recorded times (``clean_loss`` of
+        :func:`drift_overlaps`).
+    level : float
+        The loss below which the task counts as learned.
+
+    Returns
+    -------
+    Verdict whose statistic is the median over networks of ``log10(level / max_t loss)`` (decades
+    below the criterion at the worst recorded time; > 0 when it stays below).
+    """
+    level = check_positive("level", level)
+    L = np.asarray(clean_loss, dtype=float)
+    if L.ndim != 2 or L.size == 0:
+        raise InvalidParameterError(f"behaviour_verdict: clean_loss must have shape (n, R), got {L.shape}")
+    bad = ~np.isfinite(L).all(axis=1)
+    if bad.any():
+        raise InvalidParameterError(f"behaviour_verdict: clean_loss: {int(bad.sum())} of {len(L)} networks have a "
+                                    "non-finite loss (diverged); count and report them")
+    margin = np.log10(level) - np.log10(np.maximum(L.max(axis=1), 1e-300))
+    v = sign_test(margin, claim=f"Behaviour stays put: the drifting networks keep a noiseless loss below {level:g} "
+                  "throughout the noisy phase", alternative="greater", alpha=alpha, seed=seed, what="networks")
+    return replace(v, note=f"{v.note}; statistic: median decades below the criterion at the worst recorded time")
+
+
+def probe_verdict(decoded: Sequence[Mapping[str, dict]], n_permutations: int, *, alpha: float = 0.05) -> Verdict:
+    """Does the learning curve on each probe task reveal the invisible overlaps?
+
+    For each probe task, the permutation tests of :func:`decode_from_curves` (cross-validated R^2
+    against refits with shuffled targets) on S independent base networks are combined with
+    Fisher's method (valid for permutation p-values, which are never below their nominal level
+    under the null; conservative), and tested at ``alpha / m`` for m probe tasks (Bonferroni), so
+    that on data without any signal the combined verdict says "holds" (for any part) with
+    probability at most ``alpha``.
+
+    Parameters
+    ----------
+    decoded : sequence (S,) of dicts task name -> :func:`decode_from_curves` result
+        One dict per base network, all with the same task names.
+    n_permutations : int
+        The shuffles each test used (its smallest p-value is ``1 / (n_permutations + 1)``).
+
+    Returns
+    -------
+    Verdict combining one part per probe task (:func:`~lowrank_learning.combine`): "holds" if
+    every probe reveals the invisible overlaps, "holds in part" if some do. Each part's statistic
+    is the mean R^2 over the base networks with a t interval over them (None for S = 1).
+    """
+    if isinstance(decoded, Mapping) or not decoded:
+        raise InvalidParameterError("probe_verdict: decoded must be a non-empty sequence (one per base network) "
+                                    "of dicts task -> decode_from_curves result")
+    n_permutations = check_int("probe_verdict: n_permutations", n_permutations, 1)
+    if not isinstance(alpha, (int, float)) or not 0.0 < float(alpha) < 1.0:
+        raise InvalidParameterError(f"probe_verdict: alpha must be in (0, 1), got {alpha!r}")
+    tasks = list(decoded[0])
+    if not tasks or any(list(d) != tasks for d in decoded):
+        raise InvalidParameterError(f"probe_verdict: every base network must have the tasks {tasks}")
+    S, m = len(decoded), len(tasks)
+    a_part = float(alpha) / m
+    floor = 1.0 / (n_permutations + 1)
+
+    def fisher(ps):
+        return float(ps[0]) if len(ps) == 1 else float(_st.combine_pvalues(ps, method="fisher").pvalue)
+
+    min_p = fisher([floor] * S)
+    parts = {}
+    for t in tasks:
+        ps = [float(d[t]["p_value"]) for d in decoded]
+        r2 = np.array([float(d[t]["r2"]) for d in decoded])
+        shuf = [float(d[t]["shuffled_mean"]) for d in decoded]
+        p = fisher(ps)
+        mean = float(r2.mean())
+        if S > 1:
+            h = float(_st.t.ppf(0.975, S - 1) * r2.std(ddof=1) / np.sqrt(S))
+            interval = (mean - h, mean + h)
+        else:
+            interval = None
+        parts[t] = Verdict(
+            claim=f"The learning curve on probe {t!r} reveals the invisible overlaps (cross-validated R^2 above "
+                  "the shuffled-target baseline)",
+            verdict=decide(p, a_part, min_p), statistic=mean, interval=interval, p=p,
+            test=(f"permutation test ({n_permutations} shuffles) per base network"
+                  + (f", Fisher-combined over {S}" if S > 1 else "") + f"; level alpha/{m} = {a_part:.3g} (Bonferroni)"),
+            n=S, alpha=a_part,
+            note=("R^2 per base network " + ", ".join(f"{v:.3f}" for v in r2) + "; shuffled baseline means "
+                  + ", ".join(f"{v:.3f}" for v in shuf) + "; p per base network " + ", ".join(f"{v:.3g}" for v in ps)))
+    return combine("The learning curve reveals the invisible overlaps of networks with the same behaviour "
+                   "(every probe task)", parts)
