@@ -59,6 +59,7 @@ from .learn.vectors import OPTIMIZERS, learn_vectors
 
 # analysis
 from .analysis.agreement import *  # noqa: F403 (the names in the module's __all__)
+from .analysis.exact_claims import *  # noqa: F403 (the names in the module's __all__)
 from .analysis.decoding import *  # noqa: F403 (the names in the module's __all__)
 from .analysis.degeneracy import (
     epochs_to_reach,
