@@ -16,15 +16,18 @@ and ``notebooks/profiles.yml`` only; :mod:`lowrank_learning.named_sweeps` reads 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import jax
 import numpy as np
 import pandas as pd
 
 from ..analysis.stats import (
+    bootstrap_error_scaling,
     excess_kurtosis,
     fit_error_scaling,
     gaussian_distance,
+    levels_off_test,
     loss_drop_epoch,
     overlap_error_curve,
 )
@@ -40,7 +43,7 @@ from ..tasks import exponential_filter, flip_flop
 
 __all__ = [
     "teacher_batch", "e9_task", "linear_exactness", "compare_nonlinear", "e9_jobs",
-    "INIT_OVERLAPS", "TEACHER_OVERLAPS", "E9_TASKS", "seed_summary", "scaling_table",
+    "INIT_OVERLAPS", "TEACHER_OVERLAPS", "E9_TASKS", "seed_summary", "scaling_table", "levels_off_verdict",
 ]
 
 # Initial overlaps of the E9 networks: the vectors are drawn with Gaussian rows of this
@@ -234,25 +237,71 @@ _GROUP = ["activation", "task", "lr"]
 
 def seed_summary(frame, column: str):
     """Median, min, max and count over seeds of ``column`` of an E9 sweep frame, per
-    (activation, task, lr, N): a DataFrame with those four columns, NaN entries ignored."""
+    (activation, task, lr, N): a DataFrame with columns median, min, max, count (finite values)
+    and missing (NaN or infinite values, left out of the other four and counted here)."""
     df = frame.reset_index()
-    g = df.groupby(_GROUP + ["N"])[column]
-    out = g.agg(["median", "min", "max", "count"])
+    if column not in df.columns:
+        raise InvalidParameterError(f"seed_summary: no column {column!r} in the frame")
+    vals = pd.to_numeric(df[column], errors="coerce")
+    finite = np.isfinite(vals.to_numpy(dtype=float))
+    df = df.assign(_v=vals.where(finite), _missing=~finite)
+    g = df.groupby(_GROUP + ["N"])
+    out = g["_v"].agg(["median", "min", "max", "count"])
+    out["missing"] = g["_missing"].sum().astype(int)
     return out
 
 
-def scaling_table(frame, column: str = "err_end"):
-    """:func:`fit_error_scaling` of ``column`` against N (every seed a point) per (activation,
-    task, lr): a DataFrame with columns a, b, slope, crossover, rms_residual."""
+def _finite_positive(sub, column):
+    v = sub[column].to_numpy(dtype=float)
+    ok = np.isfinite(v) & (v > 0)
+    return sub["N"].to_numpy(dtype=float)[ok], v[ok], int(np.sum(~ok))
 
+
+def levels_off_verdict(frame, key, column: str = "err_end", alpha: float = 0.05, n_boot: int = 2000,
+                       seed: int = 0):
+    """:func:`~lowrank_learning.analysis.stats.levels_off_test` of ``column`` against N over the
+    runs (one per seed) of one (activation, task, lr) ``key`` of an E9 sweep frame. Runs whose value
+    is not a positive finite number are left out and counted in the verdict's ``excluded``."""
+    df = frame.reset_index()
+    act, task, lr = key
+    sub = df[(df.activation == act) & (df.task == task) & (df.lr == float(lr))]
+    if sub.empty:
+        raise InvalidParameterError(f"levels_off_verdict: no runs for {key!r}")
+    N, err, bad = _finite_positive(sub, column)
+    v = levels_off_test(N, err, alpha=alpha, n_boot=n_boot, seed=seed,
+                        claim=f"the {column} error of {act}, {task}, lr = {float(lr):g} has an N-independent part")
+    if bad:
+        v = replace(v, excluded=bad, note=f"{bad} of {len(sub)} runs without a positive finite {column} left out; "
+                    + v.note)
+    return v
+
+
+def scaling_table(frame, column: str = "err_end", level: float = 0.95, n_boot: int = 2000, seed: int = 0,
+                  alpha: float = 0.05):
+    """Fits of ``column`` against N (every seed a point) per (activation, task, lr) of an E9 sweep frame.
+
+    Columns: ``a``, ``b`` (constrained fit, ``a, b >= 0``), ``a_free``, ``b_free`` (unconstrained),
+    ``slope`` (log-log), each with ``_lo`` and ``_hi``: the ``level`` percentile-bootstrap interval
+    over seeds (:func:`~lowrank_learning.analysis.stats.bootstrap_error_scaling`); ``crossover`` and
+    ``rms_residual`` of the constrained fit; ``runs`` (points fitted) and ``excluded`` (runs whose
+    value is NaN, infinite or <= 0, left out and counted); ``levels_off`` (the verdict word of
+    :func:`levels_off_verdict`) and ``p`` (its p-value). Combinations with fewer than two distinct N
+    are left out."""
     df = frame.reset_index()
     rows = {}
     for key, sub in df.groupby(_GROUP):
-        sub = sub[np.isfinite(sub[column]) & (sub[column] > 0)]
-        if sub["N"].nunique() < 2:
+        N, err, bad = _finite_positive(sub, column)
+        if np.unique(N).size < 2:
             continue
-        fit = fit_error_scaling(sub["N"].to_numpy(), sub[column].to_numpy())
-        rows[key] = dict(a=fit.a, b=fit.b, slope=fit.slope, crossover=fit.crossover, rms_residual=fit.rms_residual)
+        fit = fit_error_scaling(N, err)
+        boot = bootstrap_error_scaling(N, err, level=level, n_boot=n_boot, seed=seed)
+        row = {}
+        for name in ("a", "b", "a_free", "b_free", "slope"):
+            row[name], row[name + "_lo"], row[name + "_hi"] = boot[name]
+        v = levels_off_verdict(frame, key, column, alpha=alpha, n_boot=n_boot, seed=seed)
+        row.update(crossover=fit.crossover, rms_residual=fit.rms_residual, runs=int(N.size), excluded=bad,
+                   levels_off=v.verdict, p=v.p if v.p is not None else float("nan"))
+        rows[key] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index = pd.MultiIndex.from_tuples(out.index, names=_GROUP)
     return out
