@@ -127,6 +127,8 @@ def test_learns_faster_is_calibrated_and_finds_planted_speed():
     slow[:3] = 1.0  # three slow runs never learn: censored, counted with their sign
     v = ll.learns_faster(_curves(r, rates), slow, claim="A faster")
     assert v.verdict == V.HOLDS and v.p == pytest.approx(0.5 ** 12) and "3 (slower learner)" in v.note
+    # 12 of 12 pairs: Clopper-Pearson 95% interval [0.025^(1/12), 1]
+    assert v.statistic == 1.0 and v.interval == pytest.approx((0.025 ** (1 / 12), 1.0), rel=1e-9)
 
 
 # learning success over seeds

@@ -143,7 +143,18 @@ def learns_faster(loss_fast, loss_slow, *, claim: str, fraction: float = 0.1, al
     v = sign_test(b, a, claim=claim, alternative="greater", alpha=alpha, what=what)
     never = f"never reached {fraction:g} of the initial loss: {int(np.sum(np.isinf(a)))} (faster learner), " \
             f"{int(np.sum(np.isinf(b)))} (slower learner) of {a.size}"
-    return replace(v, note=f"{v.note}; {never}")
+    # The statistic is the fraction of decided pairs in which B was slower (the sign test's own count;
+    # finite even when most runs are censored, where the median difference is infinite), with its
+    # Clopper-Pearson interval; the median difference goes into the note.
+    with np.errstate(invalid="ignore"):
+        d = b - a
+    d = d[~np.isnan(d)]
+    k, n = int(np.sum(d > 0)), int(np.sum(d != 0))
+    frac = k / n if n else float("nan")
+    ci = _st.binomtest(k, n).proportion_ci(v.level, method="exact") if n else None
+    return replace(v, statistic=frac, interval=None if ci is None else (float(ci.low), float(ci.high)),
+                   note=f"{v.note}; {never}; median difference (slower - faster) {v.statistic:.4g} epochs; "
+                        "statistic: fraction of decided pairs in which the slower learner was slower")
 
 
 def solves_task(initial_loss, final_loss, *, claim: str, fraction: float = 0.1, alpha: float = 0.05,
