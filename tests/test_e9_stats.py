@@ -216,6 +216,6 @@ def test_scaling_table_values_and_excluded_runs():
     assert row["b_lo"] == pytest.approx(1e-3, rel=1e-9) and row["b_hi"] == pytest.approx(1e-3, rel=1e-9)
     assert row["crossover"] == pytest.approx((0.3 / 1e-3) ** 2, rel=1e-8)
     assert row["runs"] == 9 and row["excluded"] == 1
-    assert row["levels_off"] == V.HOLDS  # the slope of a/sqrt(N) + b over 1e2..1e4 is above -1/2
+    assert row["levels_off"] == V.HOLDS and row["holds"]  # the slope of a/sqrt(N) + b over 1e2..1e4 is above -1/2
     v = ll.levels_off_verdict(_frame(errs), ("erf", "flipflop", 0.2))
     assert v.excluded == 1 and "1 of 10 runs" in v.note and v.p == pytest.approx(row["p"])

@@ -208,10 +208,10 @@ def test_compare_nonlinear_against_plain_numpy_learners():
     S = X.T @ X / N
     loss_full, loss_th = [], []
     for _ in range(4):
-        f = lambda A: _loss(_full_outputs(A, x, 0.1), tg)  # noqa: E731
+        f = lambda A: _loss(_full_outputs(A, x, 0.1), tg)
         loss_full.append(f(X))
         X = X - 0.2 * N * _fd_grad(f, X, 1e-6)
-        fs = lambda A: _loss(_mean_field_outputs(A, x, 0.1), tg)  # noqa: E731
+        fs = lambda A: _loss(_mean_field_outputs(A, x, 0.1), tg)
         loss_th.append(fs(S))
         G = _fd_grad(fs, S, 1e-6)
         P = np.eye(4) - 0.2 * (G + G.T)
@@ -258,6 +258,7 @@ def test_e9_jobs_grid():
     assert {j["epochs"] for j in jobs if j["N"] == 1000} == {20}
     assert {j["epochs"] for j in jobs if j["N"] == 100} == {50}
     assert {j["dtype"] for j in jobs} == {"float32"}
+    assert [j["N"] for j in jobs] == sorted((j["N"] for j in jobs), reverse=True)  # largest first
     with pytest.raises(ll.InvalidParameterError, match="same non-zero length"):
         ll.e9_jobs([100], [1, 2])
     with pytest.raises(ll.InvalidParameterError, match="dtype"):

@@ -236,8 +236,8 @@ def levels_off_test(N, err, *, claim: str = "the error has an N-independent part
     b, blo, bhi = boot["b_free"]
     seeds = ", ".join(f"{k} at N = {u:g}" for u, k in boot["seeds"].items())
     notes = [f"log-log slope {slope:.3f} (pure finite-size error: -0.5)",
-             f"systematic part b = {b:.3g} (unconstrained fit), {level:.0%} bootstrap interval over seeds "
-             f"[{blo:.3g}, {bhi:.3g}]", f"seeds: {seeds}"]
+             (f"systematic part b = {b:.3g} (unconstrained fit), {level:.0%} bootstrap interval over seeds "
+              f"[{blo:.3g}, {bhi:.3g}]"), f"seeds: {seeds}"]
     word = decide(p_flat, alpha)
     test = f"one-sided t-test of the log-log slope > -0.5, {n} runs, {df} degrees of freedom"
     if p_grow < alpha:

@@ -206,7 +206,7 @@ def e9_jobs(N_values, seeds, activations=("erf", "tanh"), tasks=E9_TASKS, lrs=(0
     ``N_values[i]``. At the largest N (where a full-network epoch is costliest) the run may be
     shortened: ``epochs_largest`` epochs (default ``epochs``), only ``activations_largest`` and
     ``lrs_largest`` (default: all). ``dtype``: the full network's precision (see
-    :func:`compare_nonlinear`)."""
+    :func:`compare_nonlinear`). The jobs come largest N first."""
     N_values, seeds = list(N_values), list(seeds)
     if not N_values or len(N_values) != len(seeds):
         raise InvalidParameterError(f"e9_jobs: N_values and seeds need the same non-zero length, got {N_values}, {seeds}")
@@ -228,6 +228,10 @@ def e9_jobs(N_values, seeds, activations=("erf", "tanh"), tasks=E9_TASKS, lrs=(0
                         jobs.append(dict(activation=str(act), task=str(task), N=int(N), lr=float(lr),
                                          seed=seed, epochs=ep, n_trials=int(n_trials), dt=float(dt),
                                          T_max=float(T_max), dtype=str(dtype)))
+    # largest N first (a stable sort keeps the order within a size): a job's cost grows with N, so
+    # the longest jobs start first and the workers of a sweep finish together instead of one of
+    # them running an N = 1e5 job alone at the end
+    jobs.sort(key=lambda j: -j["N"])
     return jobs
 
 
@@ -285,7 +289,7 @@ def scaling_table(frame, column: str = "err_end", level: float = 0.95, n_boot: i
     over seeds (:func:`~lowrank_learning.analysis.stats.bootstrap_error_scaling`); ``crossover`` and
     ``rms_residual`` of the constrained fit; ``runs`` (points fitted) and ``excluded`` (runs whose
     value is NaN, infinite or <= 0, left out and counted); ``levels_off`` (the verdict word of
-    :func:`levels_off_verdict`) and ``p`` (its p-value). Combinations with fewer than two distinct N
+    :func:`levels_off_verdict`), ``holds`` (whether that word is "holds") and ``p`` (its p-value). Combinations with fewer than two distinct N
     are left out."""
     df = frame.reset_index()
     rows = {}
@@ -300,7 +304,7 @@ def scaling_table(frame, column: str = "err_end", level: float = 0.95, n_boot: i
             row[name], row[name + "_lo"], row[name + "_hi"] = boot[name]
         v = levels_off_verdict(frame, key, column, alpha=alpha, n_boot=n_boot, seed=seed)
         row.update(crossover=fit.crossover, rms_residual=fit.rms_residual, runs=int(N.size), excluded=bad,
-                   levels_off=v.verdict, p=v.p if v.p is not None else float("nan"))
+                   levels_off=v.verdict, holds=v.holds, p=v.p if v.p is not None else float("nan"))
         rows[key] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index = pd.MultiIndex.from_tuples(out.index, names=_GROUP)
