@@ -273,7 +273,7 @@ def rank_correlation_test(x, y, strata=None, *, claim: str, alternative: str = "
     ``p = (1 + #{rho* >= rho}) / (1 + n_perm)``. "Not testable at this profile" when the number of
     arrangements is too small for any p below ``alpha``. Strata with a single run cannot
     contribute and are counted as excluded. The interval is a percentile bootstrap over runs
-    within strata (``n_boot`` resamples). Values must be finite (count failed runs before).
+    within strata (``n_boot`` resamples; None when not testable). Values must be finite (count failed runs before).
     """
     alternative = check_choice("rank_correlation_test: alternative", alternative, ("greater", "less", "two-sided"))
     alpha, level = _alpha(alpha), _alpha(level)
@@ -338,7 +338,7 @@ def rank_correlation_test(x, y, strata=None, *, claim: str, alternative: str = "
     p = float(k / null.size) if exact else float((1 + k) / (1 + n_perm))
     # bootstrap interval: runs resampled within strata, ranks recomputed
     lo_hi = None
-    if n_boot > 1 and used.size >= 3:
+    if n_boot > 1 and used.size >= 3 and min_p < alpha:  # no interval where nothing is testable
         vals = []
         for _ in range(n_boot):
             bi = np.concatenate([g[rng.integers(0, g.size, g.size)] for g in groups])
