@@ -118,3 +118,8 @@ def test_save_results_writes_verdicts(tmp_path, monkeypatch):
     assert doc["verdicts"]["a"]["verdict"] == "holds" and doc["verdicts"]["a"]["p"] == pytest.approx(v.p)
     with pytest.raises(ll.InvalidParameterError, match="not a Verdict"):
         ll.save_results("demo", {"x": 1.0}, verdicts={"a": "holds"})
+    # a censored statistic (an interval reaching inf) is written as null: strict JSON
+    inf = ll.sign_test(np.array([np.inf] * 8 + [1.0, 2.0]), claim="censored")
+    assert inf.interval[1] == np.inf
+    doc = json.loads(ll.save_results("demo", {"x": 1.0}, verdicts={"c": inf}).read_text())
+    assert doc["verdicts"]["c"]["interval"][1] is None and doc["verdicts"]["c"]["statistic"] is None

@@ -109,7 +109,7 @@ def save_results(notebook: str, results: dict, parameters: dict | None = None,
         "parameters": _plain(dict(parameters or {}), "parameters"),
         "results": _plain(results, "results"),
         "headline": headline,
-        "verdicts": verdict_table(verdicts or {}),
+        "verdicts": _plain(verdict_table(verdicts or {}), "verdicts"),  # inf/NaN -> null
         "provenance": provenance(),
     }
     out = results_dir() / f"{notebook}.json"
