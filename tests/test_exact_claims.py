@@ -27,9 +27,12 @@ def test_exceeds_by_planted():
 
 def test_exceeds_by_censored():
     # never reached (inf) is at least the run's length: it exceeds any finite count
-    assert ll.exceeds_by(np.inf, 100, claim="c").verdict == "holds"
-    assert ll.exceeds_by(100, np.inf, claim="c").verdict == "does not hold"
+    v = ll.exceeds_by(np.inf, 100, claim="c", budget=300)
+    assert v.verdict == "holds" and v.statistic == pytest.approx(3.0)  # at least 300 / 100
+    assert ll.exceeds_by(100, np.inf, claim="c", budget=300).verdict == "does not hold"
     assert ll.exceeds_by(np.inf, np.inf, claim="c").verdict == "not testable at this profile"
+    with pytest.raises(ll.InvalidParameterError, match="budget"):
+        ll.exceeds_by(np.inf, 100, claim="c")
     with pytest.raises(ll.InvalidParameterError, match="NaN"):
         ll.exceeds_by(np.nan, 1.0, claim="c")
     with pytest.raises(ll.InvalidParameterError, match="non-negative"):

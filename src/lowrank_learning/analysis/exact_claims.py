@@ -43,15 +43,17 @@ def _finite_or_inf(x, name: str) -> np.ndarray:
     return a
 
 
-def exceeds_by(x, y, *, claim: str, min_ratio: float = 1.0, what: str = "values") -> Verdict:
+def exceeds_by(x, y, *, claim: str, min_ratio: float = 1.0, what: str = "values", budget: float | None = None) -> Verdict:
     """Deterministic check that ``x`` is larger than ``y`` by at least a factor ``min_ratio``.
 
     ``x``, ``y``: non-negative numbers (or (n,) arrays, compared entry by entry: the claim holds
     if it holds for every entry). ``inf`` is a censored value (e.g. epochs to a level that was
     never reached within the run: at least the run's length) and keeps its meaning: ``x = inf``
     exceeds any finite ``y``; ``y = inf`` with finite ``x`` does not hold; both infinite is
-    undefined (not testable). The statistic is ``min(x / y)`` over entries (``inf`` where ``y = 0 <
-    x``).
+    undefined (not testable). The statistic is ``min(x / y)`` over entries, with a censored value
+    counted as ``budget`` (the run's length; the ratio is then a lower bound, and the note says so):
+    ``budget`` is required when ``x`` or ``y`` holds ``inf`` (JSON has no infinity). ``y = 0 < x``
+    is an infinite ratio and not allowed.
 
     ``min_ratio = 1.0``: the claim is "larger" (strictly: ``x > y``); a chapter that claims
     "severalfold" needs a ratio of its own, stated with its reason. Epoch counts and the quantities
@@ -69,8 +71,13 @@ def exceeds_by(x, y, *, claim: str, min_ratio: float = 1.0, what: str = "values"
         return Verdict(claim=claim, verdict=NOT_TESTABLE, statistic=float("nan"), interval=None, p=None,
                        test="both sides censored (infinite): no order", n=int(xa.size), excluded=int(xa.size))
     xs, ys = xa[~both_inf], ya[~both_inf]
+    if np.any(np.isinf(xs) | np.isinf(ys)) and budget is None:
+        raise InvalidParameterError("exceeds_by: budget (the run's length) is required with censored (inf) values")
+    if np.any((ys == 0) & (xs > 0)):
+        raise InvalidParameterError("exceeds_by: y = 0 < x is an infinite ratio; compare other quantities")
+    cap = lambda a: np.where(np.isinf(a), float(budget) if budget is not None else 0.0, a)  # noqa: E731
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(ys == 0, np.where(xs > 0, np.inf, 1.0), xs / ys)
+        r = np.where(ys == 0, 1.0, cap(xs) / np.maximum(cap(ys), np.finfo(float).tiny))
     ratio = float(np.min(r))
     if min_ratio != 1.0:
         ok = bool(np.all((xs > min_ratio * ys) | (np.isinf(xs) & ~np.isinf(ys))))
@@ -81,7 +88,8 @@ def exceeds_by(x, y, *, claim: str, min_ratio: float = 1.0, what: str = "values"
     if xs.size == 1:
         note = f"{xs[0]:.4g} against {ys[0]:.4g}; " + note
     if cens:
-        note += f"; {cens} censored (infinite) value(s) kept with their meaning"
+        note += (f"; {cens} censored value(s) (never reached within {budget:g}) kept with their meaning; the "
+                 f"ratio counts them as {budget:g} (a bound)")
     if both_inf.any():
         note += f"; {int(both_inf.sum())} entries with both sides infinite excluded"
     rel = "> " if min_ratio == 1.0 else f">= {min_ratio:g} x "
