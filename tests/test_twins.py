@@ -86,7 +86,8 @@ def test_run_twins_members_equal_single_runs():
     single learn_overlaps run with its task and seeds (phase 1: seed, phase 2: seed + 1) from the
     start cast to float32; float32=False runs in float64 from the same start."""
     n, E1, E2, seed = 2, 6, 4, 5
-    kw = dict(n_pairs=n, epochs_phase1=E1, epochs_phase2=E2, n_trials=4, record_every=2, seed=seed, progress=False)
+    kw = {"n_pairs": n, "epochs_phase1": E1, "epochs_phase2": E2, "n_trials": 4, "record_every": 2, "seed": seed,
+          "progress": False}
     r = ll.twins.run_twins(**kw)
     r64 = ll.twins.run_twins(**kw, float32=False)
     arch = ll.twins.ARCH

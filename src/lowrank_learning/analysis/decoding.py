@@ -41,8 +41,17 @@ from ..core._checks import (
 from ..core.errors import InvalidParameterError
 from .verdicts import Verdict, _alpha, decide, sign_test
 
-__all__ = ["DecodingResult", "group_splits", "decode", "decode_stack", "DecodingTest", "flip_assignments",
-           "pair_permutation_test", "pair_permutation_tests", "compare_decoding"]
+__all__ = [
+    "DecodingResult",
+    "DecodingTest",
+    "compare_decoding",
+    "decode",
+    "decode_stack",
+    "flip_assignments",
+    "group_splits",
+    "pair_permutation_test",
+    "pair_permutation_tests",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -276,7 +285,7 @@ class DecodingTest:
         The smallest p-value the test can reach, ``1 / len(null)``.
     detectable : float
         The smallest mean accuracy this test would call decoding at level ``alpha`` for these
-        features, splits and noise (its power: an accuracy at or below it gives p >= alpha);
+        features, splits and noise (its power: a lower accuracy gives p >= alpha);
         ``nan`` when no accuracy would (``min_p >= alpha``).
     alpha : float
     pair_correct, pair_tested : array (n_pairs,)
@@ -322,7 +331,7 @@ class DecodingTest:
         test ever to reach ``alpha``."""
         never = int(np.sum(self.pair_tested == 0))
         note = (f"mean accuracy {self.observed:.3f} over {self.n_splits} splits (chance {self.chance:g}); "
-                f"this test calls decoding only above {self.detectable:.3f}; pair-bootstrap interval over "
+                f"this test calls decoding only from {self.detectable:.3f} up; pair-bootstrap interval over "
                 f"{self.n_pairs - never} held-out pairs, decoders not refitted")
         if never:
             note += f"; {never} pairs never held out (not in the interval)"

@@ -20,12 +20,16 @@ verdicts.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 
-from dataclasses import replace
-
-from ..analysis.decoding import DecodingTest, compare_decoding, decode_stack, pair_permutation_tests
+from ..analysis.decoding import (
+    DecodingTest,
+    compare_decoding,
+    decode_stack,
+    pair_permutation_tests,
+)
 from ..analysis.verdicts import NOT_TESTABLE, Verdict, combine
 from ..core._checks import check_int, check_seed
 from ..core.architecture import Architecture
@@ -259,7 +263,7 @@ def memory_verdict(tests: dict, stage: str = "after phase 2", epochs_phase1: int
     }
     v = combine(f"{stage} the invisible overlaps still decode the first task, better than the visible ones", parts)
     v = replace(v, note=f"{v.note}; visible overlaps alone: {vis.verdict('the visible overlaps decode').verdict} "
-                        f"(p = {vis.p:.3g}, accuracy {vis.observed:.2f}, detectable above {vis.detectable:.2f})")
+                        f"(p = {vis.p:.3g}, accuracy {vis.observed:.2f}, detectable from {vis.detectable:.2f})")
     return _shorter_than_protocol(v, epochs_phase1, epochs_phase2, "the twins")
 
 
