@@ -77,6 +77,13 @@ def test_run_twins_small():
     assert r["p1_sigma"].dtype == np.float32  # the float32 cast (x64 is on in the tests)
     start32 = r["start"].astype(np.float32)
     np.testing.assert_array_equal(r["p1_sigma"][:, 0], np.concatenate([start32, start32]))  # twins start equal
+    # float32 throughout, whatever the x64 mode (x64 is on here): equal to a run with it off
+    import jax
+    with jax.enable_x64(False):
+        r_off = ll.twins.run_twins(n_pairs=3, epochs_phase1=6, epochs_phase2=4, n_trials=4, record_every=2, seed=5,
+                                   progress=False)
+    for k in ("p1_loss", "p1_final", "p2_loss", "p2_final"):
+        np.testing.assert_array_equal(r[k], r_off[k])
 
 
 @pytest.mark.slow
@@ -100,13 +107,18 @@ def test_run_twins_members_equal_single_runs():
     sched = ll.DropBelow(0.01, 0.015, 5.0)
     checks = [(r, member, start32[member % n], 1e-5) for member in range(2 * n)]
     checks += [(r64, member, r["start"][0], 1e-12) for member in (0, n)]
+    import contextlib
+
+    import jax
     for res, member, S0, tol in checks:
         task = ff if member < n else dm
-        one = ll.learn_overlaps(arch, S0, task, sched, E1, seed=seed, progress=False)
-        # the same computation batched or alone: equal up to the float's rounding over a few epochs
+        # float32 runs are float32 throughout (x64 off); the same computation batched or alone is
+        # equal up to the float's rounding over a few epochs
+        with jax.enable_x64(False) if res is r else contextlib.nullcontext():
+            one = ll.learn_overlaps(arch, S0, task, sched, E1, seed=seed, progress=False)
+            two = ll.learn_overlaps(arch, res["p1_final"][member], tch, 1e-3, E2, seed=seed + 1, progress=False)
         np.testing.assert_allclose(res["p1_loss"][member], one.loss, rtol=tol)
         np.testing.assert_allclose(res["p1_final"][member], one.final_sigma, rtol=tol, atol=tol)
-        two = ll.learn_overlaps(arch, res["p1_final"][member], tch, 1e-3, E2, seed=seed + 1, progress=False)
         np.testing.assert_allclose(res["p2_loss"][member], two.loss, rtol=tol)
     for member, other in ((0, dm), (n, ff)):  # the task assignment matters
         wrong = ll.learn_overlaps(arch, start32[0], other, sched, E1, seed=seed, progress=False)

@@ -19,9 +19,11 @@ verdicts.
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+import jax
 import numpy as np
 
 from ..analysis.decoding import (
@@ -95,6 +97,9 @@ def run_twins(n_pairs: int = 10, epochs_phase1: int = 30000, epochs_phase2: int 
     Members ``0 .. n_pairs-1`` are the twins 1 (flip-flop first), members ``n_pairs .. 2 n_pairs-1``
     the twins 2 (decision making first); member ``i`` and ``i + n_pairs`` form pair ``i``.
 
+    ``float32=True`` runs in float32 throughout, also when JAX's x64 mode is on (the result does
+    not depend on it); ``float32=False`` in float64 (needs x64 mode).
+
     Trials: every network draws fresh trials each epoch; networks learning the same task in the
     same phase share that epoch's trials (seed ``seed`` in phase 1, ``seed + 1`` in phase 2).
 
@@ -111,11 +116,15 @@ def run_twins(n_pairs: int = 10, epochs_phase1: int = 30000, epochs_phase2: int 
     start = draw.sigma
     S0 = np.concatenate([start, start]).astype(np.float32 if float32 else np.float64)
     ff, dm, tch = twin_tasks(n_trials)
-    p1 = learn_overlaps_ensemble(arch, S0, [ff] * n_pairs + [dm] * n_pairs,
-                                 DropBelow(lr_phase1, drop_threshold, drop_factor), epochs_phase1,
-                                 seeds=seed, record_every=record_every, progress=progress)
-    p2 = learn_overlaps_ensemble(arch, p1.final_sigma, tch, lr_phase2, epochs_phase2, seeds=seed + 1,
-                                 record_every=record_every, progress=progress)
+    # float32 means float32 throughout, whether or not the caller switched on JAX's x64 mode (with
+    # it on, float64 trials would promote the float32 overlaps): the same arguments give the same
+    # numbers (and the same cache entry) in every chapter.
+    with jax.enable_x64(False) if float32 else contextlib.nullcontext():
+        p1 = learn_overlaps_ensemble(arch, S0, [ff] * n_pairs + [dm] * n_pairs,
+                                     DropBelow(lr_phase1, drop_threshold, drop_factor), epochs_phase1,
+                                     seeds=seed, record_every=record_every, progress=progress)
+        p2 = learn_overlaps_ensemble(arch, p1.final_sigma, tch, lr_phase2, epochs_phase2, seeds=seed + 1,
+                                     record_every=record_every, progress=progress)
     out = {"start": start, "n_rejected": int(draw.n_rejected)}
     for tag, p in (("p1", p1), ("p2", p2)):
         out.update({f"{tag}_loss": p.loss, f"{tag}_sigma": p.sigma, f"{tag}_record_epochs": p.record_epochs,
