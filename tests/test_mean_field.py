@@ -22,7 +22,7 @@ from lowrank_learning.learn.mean_field import (
     mean_field_nodes,
 )
 
-INIT = dict(zm=0.1, zu=0.1, vm=0.1, vu=0.3, mu=0.0, zv=0.0, mm=1.0, uu=1.0, vv=1.0, zz=1.0)
+INIT = ll.INIT_OVERLAPS  # E9's initial overlaps
 
 
 def _batch(rng, B, T, n_in, n_out, dt=0.1, loss="sum_time"):

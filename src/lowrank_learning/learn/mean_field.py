@@ -60,12 +60,25 @@ from ..core.batch import Batch, loss_weight
 from ..core.errors import DivergenceError, InvalidParameterError
 from ..core.latent import _UNROLL, latent_inputs
 from ..core.overlaps import validate_sigma
-from ._loop import _check_run_args, _chunk_size, _partition_task, _recorded_drop, _run_chunks, _scan_epochs
+from ._loop import (
+    _check_run_args,
+    _chunk_size,
+    _partition_task,
+    _recorded_drop,
+    _run_chunks,
+    _scan_epochs,
+)
 from ._members import _ensemble_batch, _members
 from .trajectory import EnsembleTrajectory, Trajectory
 
-__all__ = ["NodeCloud", "mean_field_nodes", "mean_field_gradient", "learn_mean_field",
-           "learn_mean_field_ensemble", "NODE_SCHEMES"]
+__all__ = [
+    "NODE_SCHEMES",
+    "NodeCloud",
+    "learn_mean_field",
+    "learn_mean_field_ensemble",
+    "mean_field_gradient",
+    "mean_field_nodes",
+]
 
 NODE_SCHEMES = ("gauss_hermite", "qmc")
 # Largest node cloud built by default (nodes x members); a tensor grid grows as n^K.
@@ -239,7 +252,7 @@ def _value_and_rowgrad(arch: Architecture, X, w, inputs, targets, mask, dt, kind
     act = arch.activation
     s = arch.slices
     M, U, V, Z = X[:, s["M"]], X[:, s["U"]], X[:, s["V"]], X[:, s["Z"]]
-    (B, T, _), R, n = inputs.shape, arch.rank, X.shape[0]
+    B, R, n = inputs.shape[0], arch.rank, X.shape[0]
     kappa = latent_inputs(inputs, dt)                               # (B, T+1, Din)
     readout = jnp.concatenate([V, Z], axis=1) * w[:, None]          # (n, R + Dout)
     phi0 = phi(act, jnp.zeros((), X.dtype))
@@ -260,7 +273,7 @@ def _value_and_rowgrad(arch: Architecture, X, w, inputs, targets, mask, dt, kind
     err = ys - tg
     loss = c * jnp.sum(mk * err * err)
     e = 2.0 * c * mk * err                                           # e_{t-1} for t = 1..T, (T, B, Dout)
-    zeros = lambda d: jnp.zeros((n, d), X.dtype)  # noqa: E731
+    zeros = lambda d: jnp.zeros((n, d), X.dtype)
 
     def bwd(carry, xs):
         g_next, fM, fU, fV, fZ = carry
