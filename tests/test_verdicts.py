@@ -62,6 +62,12 @@ def test_sign_test_keeps_censored_outcomes():
         ll.sign_test([1.0, np.nan, 2.0], claim="c")
 
 
+def test_median_with_censored_values():
+    assert V.median([1.0, np.inf, np.inf, 2.0]) == np.inf and V.median([1.0, 3.0]) == 2.0
+    assert V.median([-np.inf, np.inf]) == 0.0 and V.median([-np.inf, -np.inf, 5.0]) == -np.inf
+    assert np.isnan(V.median([]))
+
+
 def test_too_few_samples_are_not_testable():
     # a one-sided sign test over 4 pairs cannot go below 1/16 > 0.05, whatever the data
     v = ll.sign_test([1.0, 2.0, 3.0, 4.0], claim="c")

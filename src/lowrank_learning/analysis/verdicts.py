@@ -177,12 +177,18 @@ def _sample(x, name: str, allow_inf: bool) -> np.ndarray:
 
 def median(x) -> float:
     """Median of ``x`` that is exact with infinite entries (``np.median`` interpolates
-    ``inf - inf`` to NaN when both middle values are infinite)."""
+    ``inf - inf`` to NaN when both middle values are infinite). With ``-inf`` and ``+inf`` as the
+    two middle values (an even sample, half censored each way) the median is 0, the point with as
+    many values below as above."""
     s = np.sort(np.asarray(x, dtype=float).ravel())
     if s.size == 0:
         return float("nan")
     a, b = s[(s.size - 1) // 2], s[s.size // 2]
-    return float(a) if a == b else float(0.5 * (a + b))
+    if a == b:
+        return float(a)
+    if np.isinf(a) and np.isinf(b):  # -inf and +inf in the middle: as many below zero as above
+        return 0.0
+    return float(0.5 * (a + b))
 
 
 def bootstrap_interval(x, statistic: Callable[[np.ndarray], float] = np.mean, level: float = 0.95,
