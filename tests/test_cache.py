@@ -503,9 +503,25 @@ def test_entry_made_on_another_accelerator_is_a_miss(tmp_cache, monkeypatch):
     assert fn.calls == 2
 
 
+def test_entry_made_in_the_other_float64_mode_is_a_miss_but_stays_current(tmp_cache):
+    """JAX's 64-bit mode changes what float(...) inputs become inside a computation: an entry made
+    with it on is not reused with it off. Both modes are the current software: prune keeps both."""
+    fn = Counter(simulate)
+    before = bool(jax.config.jax_enable_x64)
+    try:
+        for mode in (False, True, False, True):
+            jax.config.update("jax_enable_x64", mode)
+            ll.memo("sim", fn, [1.0])
+    finally:
+        jax.config.update("jax_enable_x64", before)
+    assert fn.calls == 2 and len(_entries(tmp_cache)) == 2
+    assert [e.status for e in cache.scan(tmp_cache)] == ["current", "current"]
+
+
 def test_key_environment_names_the_numeric_software():
     env = cache.key_environment()
-    assert set(env) == {"jax", "jaxlib", "numpy", "scipy", "numba", "system", "machine", "accelerator"}
+    assert set(env) == {"jax", "jaxlib", "numpy", "scipy", "numba", "system", "machine", "accelerator", "float64"}
+    assert env["float64"] == bool(jax.config.jax_enable_x64)
     assert env["jax"] == jax.__version__ and env["numpy"] == np.__version__
     assert env["accelerator"].startswith(jax.default_backend() + "/")
 

@@ -5,8 +5,8 @@ software that computes them.
 for the same name, function, arguments, package source and numerical environment exists.
 Editing a plot never reruns a simulation (``plotting.py`` is not part of the key); editing the
 model code always does (:func:`source_hash`), and so does another version of JAX, jaxlib,
-NumPy, SciPy or Numba, another operating system or processor architecture, or another
-accelerator (:func:`key_environment`).
+NumPy, SciPy or Numba, another operating system or processor architecture, another
+accelerator, or JAX's 64-bit mode switched the other way (:func:`key_environment`).
 
 Keys are built from a canonical, type-tagged encoding of the arguments (numbers, strings,
 containers, arrays, frozen dataclasses, JAX pytrees); anything else is a ``TypeError``, never a
@@ -116,12 +116,22 @@ def package_hash() -> str:
     return _hash_package()
 
 
+_MODE_KEYS = ("float64",)  # settings of a process, not software: entries under either stay current
+
+
 def key_environment() -> dict:
     """The numerical environment that is part of every key:
     :func:`~lowrank_learning.core.provenance.numeric_environment` (the versions of JAX, jaxlib,
     NumPy, SciPy and Numba, the operating system, the processor architecture and JAX's
-    platform and device kind). Starts JAX's default backend if it has not started yet."""
-    return provenance.numeric_environment()
+    platform and device kind) and ``float64``, whether JAX's 64-bit mode is on in this process
+    (it changes the precision of every array JAX creates from Python numbers). Starts JAX's
+    default backend if it has not started yet."""
+    return dict(provenance.numeric_environment(), float64=bool(jax.config.jax_enable_x64))
+
+
+def _software(env):
+    """``env`` without the per-process settings (:data:`_MODE_KEYS`)."""
+    return {k: v for k, v in env.items() if k not in _MODE_KEYS} if isinstance(env, dict) else env
 
 
 def _environment_token(env: dict) -> bytes:
@@ -549,7 +559,7 @@ def _classify(path: Path, now_s: float, current_source: str, current_env: dict,
         status, reason = "unreadable", "manifest does not belong to this entry"
     elif meta.get("source_hash") != current_source:
         status, reason = "stale", "other model code"
-    elif meta.get("environment") != current_env:
+    elif _software(meta.get("environment")) != _software(current_env):
         then = meta.get("environment") if isinstance(meta.get("environment"), dict) else {}
         status, reason = "stale", "other versions or platform: " + _differences(then, current_env)
     elif older_than_days is not None and age > older_than_days:
