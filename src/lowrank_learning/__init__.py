@@ -56,6 +56,7 @@ from .learn.phases import Phase, ScheduleRun, run_schedule
 from .learn.schedules import Constant, DropBelow, Piecewise
 from .learn.trajectory import EnsembleTrajectory, Trajectory
 from .learn.vectors import OPTIMIZERS, learn_vectors
+from .learn.mean_field import *  # noqa: F403 (the names in the module's __all__)
 
 # analysis
 from .analysis.agreement import *  # noqa: F403 (the names in the module's __all__)
