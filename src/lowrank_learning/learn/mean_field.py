@@ -58,6 +58,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.stats import norm, qmc
 
 from ..core._checks import check_choice, check_int, check_seed
 from ..core.activations import is_linear, phi
@@ -153,8 +154,6 @@ def _reference_nodes(K: int, n, scheme: str, seed: int, prune: float):
                     axis=1)
         keep = w >= prune * w.max()
         return xi[keep], w[keep] / w[keep].sum()
-    from scipy.stats import norm, qmc  # qmc only
-
     u = qmc.Sobol(K, scramble=True, seed=seed).random(n)
     return norm.ppf(u), np.full(n, 1.0 / n)
 
