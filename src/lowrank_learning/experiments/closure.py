@@ -87,7 +87,8 @@ def compare_redrawn(activation: str, task: str, N: int, lr: float, seed: int, ep
     ``seed``), same trials and same theory run as the plain job, so a plain and a redrawn job with
     the same parameters differ only by the redraws. Returns the plain job's measures (``err_end``,
     ``err_curve`` (epochs + 1,), ``diff_end`` (10,), ``kurtosis_end`` (4,), ...; see
-    :func:`~.validation.compare_nonlinear`) and ``redraw_every``. ``kurtosis_end`` and
+    :func:`~.validation.compare_nonlinear`; the same keys, so that a sweep frame indexes both alike).
+    ``kurtosis_end`` and
     ``gauss_dist_end`` measure the vectors after the last update, i.e. at most ``redraw_every``
     epochs of training after the last redraw.
     """
@@ -108,8 +109,7 @@ def compare_redrawn(activation: str, task: str, N: int, lr: float, seed: int, ep
     t1 = time.perf_counter()
     theory = learn_overlaps(arch, overlaps(X0), tk, lr, epochs, rule="exact", seed=seed, progress=False)
     t2 = time.perf_counter()
-    return {**_full_vs_theory(arch, X0, full, theory), "redraw_every": int(redraw_every),
-            "seconds_full": t1 - t0, "seconds_theory": t2 - t1}
+    return {**_full_vs_theory(arch, X0, full, theory), "seconds_full": t1 - t0, "seconds_theory": t2 - t1}
 
 
 def closure_jobs(N_values, seeds, activation: str = "erf", task: str = "flipflop", lr: float = 0.2,
