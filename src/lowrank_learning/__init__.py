@@ -55,7 +55,7 @@ from .learn.overlap_space import RULES, flow_rhs, learn_overlaps, learn_overlaps
 from .learn.phases import Phase, ScheduleRun, run_schedule
 from .learn.schedules import Constant, DropBelow, Piecewise
 from .learn.trajectory import EnsembleTrajectory, Trajectory
-from .learn.vectors import OPTIMIZERS, learn_vectors
+from .learn.vectors import OPTIMIZERS, learn_vectors, redraw_gaussian
 from .learn.mean_field import *  # noqa: F403 (the names in the module's __all__)
 
 # analysis
@@ -92,6 +92,7 @@ from .analysis.stats import *  # noqa: F403 (the names in the module's __all__)
 # experiments
 from .experiments import twins
 from .experiments.performance import *  # noqa: F403 (the names in the module's __all__)
+from .experiments.closure import *  # noqa: F403 (the names in the module's __all__)
 from .experiments.validation import *  # noqa: F403 (the names in the module's __all__)
 
 # pipeline
