@@ -205,18 +205,56 @@ def test_psd_tolerance_follows_dtype():
         ll.validate_sigma(arch, ((Q * w) @ Q.T).astype(np.float32))
 
 
-def test_float32_phases_chain_through_run_schedule():
-    """Each phase starts from the previous phase's float32 end state, near rank deficiency."""
-    arch = ll.Architecture(activation="erf")
-    # rank-deficient start (v = z), scale ~ 3: the exact map keeps it PSD only up to rounding
-    X = ll.sample_vectors(arch, 3, seed=0)
+def _float32_start():
+    """Rank-deficient start (v = z), scale ~ 3, in float32: the exact map keeps it PSD only up to rounding."""
+    X = ll.sample_vectors(ll.Architecture(activation="erf"), 3, seed=0)
     X[:, 3] = X[:, 2]
-    S0 = (3.0 * X.T @ X / 3).astype(np.float32)
+    return (3.0 * X.T @ X / 3).astype(np.float32)
+
+
+_FLOAT32_S0 = _float32_start()
+
+
+def _float32_schedule_run():
     ff, dm = _short_tasks()
     phases = [ll.Phase(ff, 0.05, 25, label="ff"), ll.Phase(dm, 0.05, 25, label="dm"),
               ll.Phase(ff, ll.DropBelow(0.05, 1e-9), 25, label="ff again")]
-    run = ll.run_schedule(arch, S0, phases, space="overlaps")
+    return ll.run_schedule(ll.Architecture(activation="erf"), _FLOAT32_S0, phases, space="overlaps")
+
+
+def test_float32_phases_chain_through_run_schedule():
+    """Each phase starts from the previous phase's float32 end state, near rank deficiency.
+
+    Reference: the phases run one by one with learn_overlaps (phase i with seed i, from the
+    float32 end state of phase i - 1), which run_schedule must reproduce bit for bit."""
+    run = _float32_schedule_run()
+    state, losses = _FLOAT32_S0, []
+    for i, p in enumerate(run.phases):
+        tr = ll.learn_overlaps(ll.Architecture(activation="erf"), state, p.task, p.lr, p.epochs, seed=i,
+                               progress=False)
+        assert tr.final_sigma.dtype == np.float32
+        np.testing.assert_array_equal(run.parts[i].loss, tr.loss)
+        np.testing.assert_array_equal(run.parts[i].final_sigma, tr.final_sigma)
+        losses.append(tr.loss)
+        state = tr.final_sigma
     assert run.trajectory.sigma.dtype == np.float32
-    assert run.trajectory.loss.shape == (75,)
-    for p in run.parts:
-        assert np.all(np.isfinite(p.final_sigma))
+    np.testing.assert_array_equal(run.boundaries, [0, 25, 50, 75])
+    np.testing.assert_array_equal(run.trajectory.loss, np.concatenate(losses))
+    np.testing.assert_array_equal(run.trajectory.final_sigma, state)
+    np.testing.assert_array_equal(run.trajectory.lrs, np.float32(0.05))  # the drop below 1e-9 never triggers
+    assert run.trajectory.loss[-1] < 0.05 * run.trajectory.loss[0]  # it learned: not a flat curve
+
+
+@pytest.mark.slow
+def test_float32_schedule_is_the_float64_schedule_to_float32_round_off():
+    """The float32 schedule against the same schedule in float64 (slow: a second compilation).
+
+    Tolerance: float32 rounds each operation to
+    u32 = 6e-8 relative; an epoch's loss is a T-step recursion of K-length sums (T = 40,
+    K = 4), at most T (K + 10) u32 = 3.4e-5 relative, and each epoch's update carries its
+    round-off into the next; without amplification (gradient descent here only lowers the loss)
+    the 75 epochs add up to 75 x 3.4e-5 = 2.5e-3 relative, the bound checked."""
+    run = _float32_schedule_run()
+    ref = ll.run_schedule(run.trajectory.arch, _FLOAT32_S0.astype(np.float64), run.phases, space="overlaps").trajectory
+    u32 = np.finfo(np.float32).eps / 2
+    np.testing.assert_allclose(run.trajectory.loss, ref.loss, rtol=75 * 40 * (4 + 10) * u32, atol=0)

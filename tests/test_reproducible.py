@@ -54,14 +54,30 @@ def test_flip_flop_trials():
 
 
 def test_decision_making_trials():
+    """Periods, mask and input statistics of the decision-making trials against their spec.
+
+    Tolerances are the sampling spread of n Gaussian samples of std sigma = 0.05 at 4 standard
+    errors (two-sided 6e-5 each): the sample mean is within 4 sigma / sqrt(n), the sample std
+    within 4 sigma / sqrt(2 (n - 1)) (its standard error for Gaussian samples), and each trial's
+    stimulus mean within 4.5 sigma / sqrt(n_stim) (32 trials: 32 x 7e-6 = 2e-4 in all)."""
     dm = ll.tasks.decision_making(n_trials=32)
     b = dm(jax.random.PRNGKey(1))
     x, y, m = (np.asarray(a)[..., 0] for a in (b.inputs, b.targets, b.mask))
-    t = b.times
-    # fixation: input noise of std 0.05 only (608 samples: the sample std is 0.05 +- 0.0015)
-    assert abs(x[:, t < 0.95].std() - 0.05) < 0.01 and abs(x[:, t < 0.95].mean()) < 0.01
-    assert np.all(m[:, t < 10.95] == 0) and np.all(m[:, t > 11.05] == 1)
+    k = np.arange(dm.n_steps)
+    mid = (k + 0.5) * dm.dt  # a step belongs to the period holding its midpoint
+    fix, stim, resp = mid < 1.0, (mid >= 1.0) & (mid < 10.0), mid >= 11.0
+    assert (fix.sum(), stim.sum(), resp.sum()) == (20, 180, 180)
+    assert np.all(m[:, ~resp] == 0) and np.all(m[:, resp] == 1)
     coh = y[:, -1] * 16
     assert set(np.round(coh).astype(int)) <= {-16, -8, -2, 2, 8, 16}
-    stim = x[:, (t > 1.05) & (t < 9.95)]
-    np.testing.assert_allclose(stim.mean(axis=1), coh / 100 * 3.2, atol=0.05)
+    np.testing.assert_allclose(y[:, resp], np.broadcast_to(coh[:, None] / 16, y[:, resp].shape), rtol=1e-15)
+    assert np.all(y[:, ~resp] == 0)
+    # fixation: input noise of std 0.05 only (n = 32 x 20 = 640 samples)
+    f = x[:, fix]
+    n, sigma = f.size, 0.05
+    assert abs(f.mean()) < 4 * sigma / np.sqrt(n), f.mean()
+    assert abs(f.std(ddof=1) - sigma) < 4 * sigma / np.sqrt(2 * (n - 1)), f.std(ddof=1)
+    # stimulus: mean c / 100 x 3.2 per trial, plus the same noise
+    n_stim = int(stim.sum())
+    np.testing.assert_allclose(x[:, stim].mean(axis=1), coh / 100 * 3.2, rtol=0,
+                               atol=4.5 * sigma / np.sqrt(n_stim))
