@@ -71,8 +71,6 @@ def test_crossover_edge_cases():
     assert np.isnan(ll.crossover_size(N, 2e-3 - 1e-8 * N, 5e-3))
 
 
-@pytest.mark.xfail(strict=True, reason="crossover_size does not validate its input (reported to the "
-                   "lead: lengths, fewer than two sizes, non-positive or non-finite timings)")
 @pytest.mark.parametrize("N, t, field", [
     ([100, 1000, 10000], [1e-3, 2e-3], "full_s"),            # lengths differ
     ([100], [1e-3], "N"),                                    # one size: the line is not determined

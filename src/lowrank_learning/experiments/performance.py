@@ -7,7 +7,7 @@ import time
 import jax
 import numpy as np
 
-from ..core._checks import check_int
+from ..core._checks import check_int, check_positive
 from ..core.architecture import Architecture
 from ..core.errors import InvalidParameterError
 from ..core.overlaps import sample_vectors, sigma_from_named
@@ -77,8 +77,15 @@ def crossover_size(N, full_s, overlap_s: float) -> float:
     """Smallest N at which the full network costs as much per epoch as the overlap dynamics,
     from a fit ``t_full(N) = c0 + c1 N`` (least squares on relative errors); 0 if the full network
     is slower already at N -> 0 (``c0 >= overlap_s``), NaN if it never becomes slower."""
-    N = np.asarray(N, dtype=float)
-    t = np.asarray(full_s, dtype=float)
+    N = np.asarray(N, dtype=float).ravel()
+    t = np.asarray(full_s, dtype=float).ravel()
+    if t.shape != N.shape:
+        raise InvalidParameterError(f"crossover_size: full_s needs one timing per size, got {t.size} for {N.size} sizes")
+    if not np.all(np.isfinite(N)) or np.any(N <= 0) or np.unique(N).size < 2:
+        raise InvalidParameterError(f"crossover_size: N needs at least two distinct positive sizes, got {N.tolist()}")
+    if not np.all(np.isfinite(t)) or np.any(t <= 0):
+        raise InvalidParameterError(f"crossover_size: full_s must be positive finite timings, got {t.tolist()}")
+    overlap_s = check_positive("crossover_size: overlap_s", overlap_s)
     A = np.stack([np.ones_like(N), N], axis=1) / t[:, None]
     (c0, c1), *_ = np.linalg.lstsq(A, np.ones_like(N), rcond=None)
     if c0 >= overlap_s:
