@@ -92,6 +92,7 @@ from .analysis.stats import *  # noqa: F403 (the names in the module's __all__)
 # experiments
 from .experiments import twins
 from .experiments.performance import *  # noqa: F403 (the names in the module's __all__)
+from .experiments.large_n import *  # noqa: F403 (the names in the module's __all__)
 from .experiments.closure import *  # noqa: F403 (the names in the module's __all__)
 from .experiments.validation import *  # noqa: F403 (the names in the module's __all__)
 
