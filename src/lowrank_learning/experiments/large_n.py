@@ -228,15 +228,16 @@ def large_n_verdicts(frame, activation: str = "erf", alpha: float = 0.05, n_boot
                      seed: int = 0) -> dict:
     """The chapter's verdicts for one activation of a :func:`large_n_comparison` frame.
 
-    ``converges_to_limit``   :func:`vanishing_error_test` of the error against the limit
-    ``converges_to_closure`` the same against the Gaussian closure
-    ``closure_levels_off``   :func:`~lowrank_learning.analysis.stats.levels_off_test` of the error
-                             against the closure ("the closure keeps a systematic part")
-    ``limit_levels_off``     the same against the limit
-    ``claim1``               :func:`~lowrank_learning.analysis.verdicts.combine` of the first two:
-                             the paper's claim 1 for nonlinear units, "the overlap theory is the
-                             large-N limit of learning" (networks converge to a limit, and that
-                             limit is the closure)
+    Returns a dict of :class:`~lowrank_learning.analysis.verdicts.Verdict`:
+
+    - ``converges_to_limit``: :func:`vanishing_error_test` of the error against the limit;
+    - ``converges_to_closure``: the same against the Gaussian closure;
+    - ``closure_levels_off``: :func:`~lowrank_learning.analysis.stats.levels_off_test` of the
+      error against the closure ("the closure keeps a systematic part");
+    - ``limit_levels_off``: the same against the limit;
+    - ``claim1``: :func:`~lowrank_learning.analysis.verdicts.combine` of the first two, the paper's
+      claim 1 for nonlinear units, "the overlap theory is the large-N limit of learning" (networks
+      converge to a limit, and that limit is the closure).
     """
     out = {}
     for ref, col in _REFERENCES.items():

@@ -440,8 +440,8 @@ def learn_mean_field(arch: Architecture, Sigma0, task, lr, epochs: int, nodes=8,
     -------
     Trajectory with ``loss`` (epochs,) (the limit's loss before each update), ``sigma``
     (epochs, K, K) (the node cloud's second moments ``sum_k w_k x_k x_k^T`` before each update),
-    ``final_sigma``, ``lrs``; method ``"mean_field"``. With ``return_nodes``: ``(trajectory,
-    NodeCloud)``, the cloud holding the nodes (n, K) after the last update and their weights.
+    ``final_sigma``, ``lrs``; method ``"mean_field"``. With ``return_nodes``: the pair
+    ``(trajectory, NodeCloud)``, the cloud holding the nodes (n, K) after the last update and their weights.
     """
     sched = _check_run_args(lr, epochs)
     check_seed(seed)

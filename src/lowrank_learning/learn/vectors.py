@@ -60,7 +60,7 @@ def redraw_gaussian(X, plastic, key):
 
     The plastic columns of ``X`` (N, K) are replaced by ``X_F A + R C``, where ``X_F`` are the frozen
     columns (``plastic`` False), ``A = Sigma_FF^+ Sigma_FP`` the regression of the plastic columns on
-    them, ``R`` a standard-normal (N, |P|) draw from ``key`` projected off the span of ``X_F`` and
+    them, ``R`` a standard-normal (N, #P) draw (#P plastic columns, #F frozen ones) from ``key`` projected off the span of ``X_F`` and
     whitened to ``R^T R / N = I`` exactly, and ``C = (Sigma_PP - Sigma_PF Sigma_FF^+ Sigma_FP)^{1/2}``
     (symmetric root of the Schur complement; PSD, possibly singular). Then, to rounding,
 
@@ -72,7 +72,7 @@ def redraw_gaussian(X, plastic, key):
       that making the overlaps exact introduces.
 
     A singular ``Sigma`` (e.g. two equal vectors) is handled: directions with zero variance get
-    none. Needs ``N >= K`` for the whitening to be exact (the draw needs ``N - |F| >= |P|``).
+    none. Needs ``N >= K`` for the whitening to be exact (the draw needs ``N - #F >= #P``).
 
     Parameters
     ----------
