@@ -124,6 +124,10 @@ def test_save_results_writes_verdicts(tmp_path, monkeypatch):
     assert doc["verdicts"]["a"]["verdict"] == "holds" and doc["verdicts"]["a"]["p"] == pytest.approx(v.p)
     with pytest.raises(ll.InvalidParameterError, match="not a Verdict"):
         ll.save_results("demo", {"x": 1.0}, verdicts={"a": "holds"})
+    # the chapter's figure goes to every verdict that names none
+    doc = json.loads(ll.save_results("demo", {"x": 1.0}, figure="Fig. 2",
+                                     verdicts={"a": v, "b": v.with_figure("Fig. 9")}).read_text())
+    assert doc["verdicts"]["a"]["figure"] == "Fig. 2" and doc["verdicts"]["b"]["figure"] == "Fig. 9"
     # a censored statistic (an interval reaching inf) is written as null: strict JSON
     inf = ll.sign_test(np.array([np.inf] * 8 + [1.0, 2.0]), claim="censored")
     assert inf.interval[1] == np.inf

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis.verdicts import verdict_table
+from .analysis.verdicts import Verdict, verdict_table
 from .core._atomic import atomic_open
 from .core.errors import InvalidParameterError
 from .core.provenance import provenance
@@ -50,6 +50,14 @@ def _plain(value, where: str):
     )
 
 
+def _with_figure(verdicts: Mapping, figure: str | None) -> dict:
+    if figure is None:
+        return dict(verdicts)
+    if not isinstance(figure, str):
+        raise InvalidParameterError(f"save_results: figure must be a string, got {type(figure).__name__}")
+    return {k: v.with_figure(figure) if isinstance(v, Verdict) and not v.figure else v for k, v in verdicts.items()}
+
+
 def results_dir() -> Path:
     """Folder the results files go to (see the module docstring)."""
     env = os.environ.get(RESULTS_DIR_ENV)
@@ -63,7 +71,8 @@ def results_dir() -> Path:
 
 
 def save_results(notebook: str, results: dict, parameters: dict | None = None,
-                 headline: Sequence[str] | None = None, verdicts: Mapping | None = None) -> Path:
+                 headline: Sequence[str] | None = None, verdicts: Mapping | None = None,
+                 figure: str | None = None) -> Path:
     """Write a chapter's headline numbers to ``<results_dir>/<notebook>.json`` atomically.
 
     Parameters
@@ -81,6 +90,9 @@ def save_results(notebook: str, results: dict, parameters: dict | None = None,
     verdicts : mapping, optional
         Claim id -> :class:`~lowrank_learning.analysis.verdicts.Verdict` (the chapter's tested
         claims, saved under ``verdicts`` with the statistic, interval, test and p-value).
+    figure : str, optional
+        The paper figure the chapter reproduces (e.g. ``"Fig. 2"``, or ``"beyond the paper"``),
+        given to every verdict that names none (:meth:`Verdict.with_figure`).
 
     Returns
     -------
@@ -109,7 +121,7 @@ def save_results(notebook: str, results: dict, parameters: dict | None = None,
         "parameters": _plain(dict(parameters or {}), "parameters"),
         "results": _plain(results, "results"),
         "headline": headline,
-        "verdicts": _plain(verdict_table(verdicts or {}), "verdicts"),  # inf/NaN -> null
+        "verdicts": _plain(verdict_table(_with_figure(verdicts or {}, figure)), "verdicts"),  # inf/NaN -> null
         "provenance": provenance(),
     }
     out = results_dir() / f"{notebook}.json"
