@@ -49,14 +49,20 @@ VERDICTS = (HOLDS, HOLDS_IN_PART, DOES_NOT_HOLD, NOT_TESTABLE)
 ALTERNATIVES = ("greater", "less", "two-sided")
 
 
-def _alpha(alpha) -> float:
+def check_level(name: str, value) -> float:
+    """``value`` as a number strictly between 0 and 1 (a test level or an interval's coverage);
+    :class:`InvalidParameterError` naming ``name`` otherwise."""
     try:
-        a = float(alpha)
+        v = float(value)
     except (TypeError, ValueError):
-        raise InvalidParameterError(f"alpha must be a number in (0, 1), got {alpha!r}") from None
-    if not 0.0 < a < 1.0:
-        raise InvalidParameterError(f"alpha must be in (0, 1), got {alpha!r}")
-    return a
+        raise InvalidParameterError(f"{name} must be a number in (0, 1), got {value!r}") from None
+    if not 0.0 < v < 1.0:
+        raise InvalidParameterError(f"{name} must be in (0, 1), got {value!r}")
+    return v
+
+
+def _alpha(alpha) -> float:
+    return check_level("alpha", alpha)
 
 
 @dataclass(frozen=True)

@@ -53,20 +53,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import jax
 import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
 from ..analysis.stats import fit_error_scaling
-from ..analysis.verdicts import DOES_NOT_HOLD, HOLDS, HOLDS_IN_PART, NOT_TESTABLE, Verdict, decide
-from ..core._checks import check_choice, check_int, check_seed
-from ..core.architecture import Architecture
+from ..analysis.verdicts import DOES_NOT_HOLD, HOLDS, HOLDS_IN_PART, NOT_TESTABLE, Verdict, check_level, decide
+from ..core._checks import check_int
 from ..core.errors import InvalidParameterError, LowRankError
-from ..core.overlaps import overlaps, sample_vectors, sigma_from_named
-from ..learn.overlap_space import learn_overlaps
-from ..learn.vectors import learn_vectors
-from .validation import E9_TASKS, INIT_OVERLAPS, _check_dtype, _full_vs_theory, compare_nonlinear, e9_jobs, e9_task
+from .validation import compare_nonlinear, e9_jobs
 
 __all__ = ["CLOSURE_CLAIM", "compare_redrawn", "closure_jobs", "closure_verdict", "ClosureResult", "run_closure"]
 
@@ -92,24 +87,8 @@ def compare_redrawn(activation: str, task: str, N: int, lr: float, seed: int, ep
     ``gauss_dist_end`` measure the vectors after the last update, i.e. at most ``redraw_every``
     epochs of training after the last redraw.
     """
-    check_choice("compare_redrawn: task", task, E9_TASKS)
-    check_choice("compare_redrawn: activation", activation, ("erf", "tanh"))
-    _check_dtype(dtype, "compare_redrawn")
-    if dtype == "float64" and not jax.config.jax_enable_x64:
-        raise InvalidParameterError("compare_redrawn: dtype='float64' needs jax_enable_x64")
-    N, seed = check_int("compare_redrawn: N", N, 1), check_seed(seed, "compare_redrawn: seed")
-    epochs = check_int("compare_redrawn: epochs", epochs, 1)
-    redraw_every = check_int("compare_redrawn: redraw_every", redraw_every, 1)
-    arch = Architecture(activation=activation)
-    X0 = sample_vectors(arch, N, seed=seed, sigma=sigma_from_named(arch, INIT_OVERLAPS))
-    tk = e9_task(task, activation, n_trials, dt, T_max)
-    t0 = time.perf_counter()
-    full = learn_vectors(arch, np.asarray(X0, dtype=dtype), tk, lr, epochs, seed=seed, progress=False,
-                         redraw_every=redraw_every)
-    t1 = time.perf_counter()
-    theory = learn_overlaps(arch, overlaps(X0), tk, lr, epochs, rule="exact", seed=seed, progress=False)
-    t2 = time.perf_counter()
-    return {**_full_vs_theory(arch, X0, full, theory), "seconds_full": t1 - t0, "seconds_theory": t2 - t1}
+    return compare_nonlinear(activation, task, N, lr, seed, epochs=epochs, n_trials=n_trials, dt=dt, T_max=T_max,
+                             dtype=dtype, redraw_every=check_int("compare_redrawn: redraw_every", redraw_every, 1))
 
 
 def closure_jobs(N_values, seeds, activation: str = "erf", task: str = "flipflop", lr: float = 0.2,
@@ -125,17 +104,6 @@ def closure_jobs(N_values, seeds, activation: str = "erf", task: str = "flipflop
 
 
 # ----------------------------------------------------------------------------- the test
-def _unit(name: str, value) -> float:
-    """A number strictly between 0 and 1 (a level)."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InvalidParameterError(f"{name} must be a number in (0, 1), got {value!r}") from None
-    if not 0.0 < v < 1.0:
-        raise InvalidParameterError(f"{name} must be in (0, 1), got {value!r}")
-    return v
-
-
 def _intercept_weights(sizes) -> np.ndarray:
     """Weights ``c`` (one per size) with ``sum_h c_h m_h`` = the intercept b of the least-squares line
     ``m = a / sqrt(N) + b`` through per-size means ``m_h`` (one point per size, equal weights):
@@ -240,7 +208,7 @@ def closure_verdict(N, err_plain, err_redrawn, *, claim: str = CLOSURE_CLAIM, mo
             raise InvalidParameterError(f"closure_verdict: {name} must be positive (NaN marks a failed run)")
     if not 0.0 < float(most) < 1.0:
         raise InvalidParameterError(f"closure_verdict: most must be in (0, 1), got {most!r}")
-    alpha, level = _unit("closure_verdict: alpha", alpha), _unit("closure_verdict: level", level)
+    alpha, level = check_level("closure_verdict: alpha", alpha), check_level("closure_verdict: level", level)
     min_sizes = check_int("closure_verdict: min_sizes", min_sizes, 2)
     min_pairs = check_int("closure_verdict: min_pairs", min_pairs, 2)
 

@@ -43,7 +43,7 @@ from ..learn.mean_field import NodeCloud, learn_mean_field, learn_mean_field_ens
 from ..learn.overlap_space import learn_overlaps
 from ..learn.vectors import learn_vectors
 from .twins import twin_tasks
-from .validation import INIT_OVERLAPS, compare_nonlinear, e9_jobs, e9_task
+from .validation import INIT_OVERLAPS, e9_jobs, e9_task
 
 __all__ = [
     "LIMIT_NODES", "LARGE_N_ACTIVATIONS", "large_n_jobs", "large_n_comparison", "vanishing_error_test",

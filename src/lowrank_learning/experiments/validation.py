@@ -107,7 +107,7 @@ def _check_dtype(dtype, where: str) -> None:
 
 def compare_nonlinear(activation: str, task: str, N: int, lr: float, seed: int, epochs: int = 300,
                       n_trials: int = 4, dt: float = 0.1, T_max: float = 20.0,
-                      dtype: str = "float32") -> dict:
+                      dtype: str = "float32", redraw_every: int | None = None) -> dict:
     """Full network (learn_vectors) vs overlap theory (learn_overlaps, rule="exact"), same trials.
 
     The vectors are drawn with Gaussian rows of covariance :data:`INIT_OVERLAPS` (seed ``seed``);
@@ -134,6 +134,9 @@ def compare_nonlinear(activation: str, task: str, N: int, lr: float, seed: int, 
     ``kurtosis_max`` largest ``|excess kurtosis|`` after training
     ``gauss_dist_end``, ``gauss_dist_start``  :func:`gaussian_distance` of the rows of X
     ``seconds_full``, ``seconds_theory``  wall time of the two runs (compilation included)
+
+    ``redraw_every = k`` redraws the full network's vectors Gaussian with the same overlaps every
+    ``k`` epochs (:func:`~lowrank_learning.learn_vectors`; E9's causal test); None trains them plainly.
     """
 
     check_choice("compare_nonlinear: task", task, E9_TASKS)
@@ -143,11 +146,14 @@ def compare_nonlinear(activation: str, task: str, N: int, lr: float, seed: int, 
         raise InvalidParameterError("compare_nonlinear: dtype='float64' needs jax_enable_x64")
     N, seed = check_int("compare_nonlinear: N", N, 1), check_seed(seed, "compare_nonlinear: seed")
     epochs = check_int("compare_nonlinear: epochs", epochs, 1)
+    if redraw_every is not None:
+        redraw_every = check_int("compare_nonlinear: redraw_every", redraw_every, 1)
     arch = Architecture(activation=activation)
     X0 = sample_vectors(arch, N, seed=seed, sigma=sigma_from_named(arch, INIT_OVERLAPS))
     tk = e9_task(task, activation, n_trials, dt, T_max)
     t0 = time.perf_counter()
-    full = learn_vectors(arch, np.asarray(X0, dtype=dtype), tk, lr, epochs, seed=seed, progress=False)
+    full = learn_vectors(arch, np.asarray(X0, dtype=dtype), tk, lr, epochs, seed=seed, progress=False,
+                         redraw_every=redraw_every)
     t1 = time.perf_counter()
     theory = learn_overlaps(arch, overlaps(X0), tk, lr, epochs, rule="exact", seed=seed, progress=False)
     t2 = time.perf_counter()

@@ -111,21 +111,26 @@ def _chapters(layout: Layout) -> tuple[dict, list[str]]:
     return registry, names
 
 
+def _linked_pages(root: Path) -> set[str]:
+    """The pages ``book/results/<name>`` that are in the table of contents and executed."""
+    try:
+        pages = {Path(f).with_suffix("").as_posix() for f in toc_files(root)}
+    except ReproduceError:
+        return set()
+    return {p for p in pages if (Path(root) / f"{p}.ipynb").is_file()}
+
+
 def results_table(root: Path) -> str:
     """The markdown of the results table (see the module docstring)."""
 
     layout = Layout(Path(root))
     registry, names = _chapters(layout)
-    try:
-        pages = {Path(f).with_suffix("").as_posix() for f in toc_files(root)}
-    except ReproduceError:
-        pages = set()
+    pages = _linked_pages(root)
     lines = ["| chapter | quantity | value |", "|---|---|---|"]
     for name in names:
         title = registry.get(name, {}).get("title", name)
         page = f"{RESULTS_DIR.as_posix()}/{name}"
-        chapter = f"{{doc}}`{_cell(title)} </{page}>`" if page in pages and (root / f"{page}.ipynb").is_file() \
-            else _cell(title)
+        chapter = f"{{doc}}`{_cell(title)} </{page}>`" if page in pages else _cell(title)
         doc = read_json(layout.results / f"{name}.json")
         if not isinstance(doc, dict) or not isinstance(doc.get("results"), dict) or not doc["results"]:
             lines.append(f"| {chapter} | not run | |")
@@ -173,15 +178,12 @@ def claims_table(root: Path) -> str:
 
     layout = Layout(Path(root))
     registry, names = _chapters(layout)
-    try:
-        pages = {Path(f).with_suffix("").as_posix() for f in toc_files(root)}
-    except ReproduceError:
-        pages = set()
+    pages = _linked_pages(root)
     lines = ["| claim | paper | this run measured | verdict |", "|---|---|---|---|"]
     for name in names:
         title = registry.get(name, {}).get("title", name)
         page = f"{RESULTS_DIR.as_posix()}/{name}"
-        linked = page in pages and (root / f"{page}.ipynb").is_file()
+        linked = page in pages
         doc = read_json(layout.results / f"{name}.json")
         if not isinstance(doc, dict):
             lines.append(f"| {_cell(title)} | | | not run |")
