@@ -39,7 +39,10 @@ def scaling_benchmark(N_values, activations=("linear", "erf"), epochs: int = 16,
     Workloads: ``linear`` on the E1 task (impulse response, 400 steps, one trial); ``erf`` on
     E9's flip-flop (4 fresh trials of 200 steps per epoch). Each timing compiles first with an
     untimed run of the same shapes, then reports the median (and best) of ``repeats`` runs of
-    ``epochs`` epochs (``epochs_largest`` at the largest N). Precision: whatever JAX is set to.
+    ``epochs`` epochs of the full network (``epochs_largest`` at the largest N) and of
+    ``8 * epochs`` epochs of the overlap dynamics (one of its epochs is too short to time alone).
+    The full network starts from ``sample_vectors(arch, N, seed=0, sigma=INIT_OVERLAPS)`` and the
+    overlap dynamics from ``INIT_OVERLAPS`` itself. Precision: whatever JAX is set to.
 
     Returns ``{"N": [...], "<act>": {"overlap_s", "overlap_best_s", "full_s" (per N),
     "full_best_s" (per N)}, "device": str, "dtype": str}``.
