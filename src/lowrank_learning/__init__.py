@@ -56,12 +56,47 @@ from .learn.phases import Phase, ScheduleRun, run_schedule
 from .learn.schedules import Constant, DropBelow, Piecewise
 from .learn.trajectory import EnsembleTrajectory, Trajectory
 from .learn.vectors import OPTIMIZERS, learn_vectors, redraw_gaussian
-from .learn.mean_field import *  # noqa: F403 (the names in the module's __all__)
+from .learn.mean_field import (
+    learn_mean_field,
+    learn_mean_field_ensemble,
+    mean_field_gradient,
+    mean_field_nodes,
+    NODE_SCHEMES,
+    NodeCloud,
+)
 
 # analysis
-from .analysis.agreement import *  # noqa: F403 (the names in the module's __all__)
-from .analysis.exact_claims import *  # noqa: F403 (the names in the module's __all__)
-from .analysis.decoding import *  # noqa: F403 (the names in the module's __all__)
+from .analysis.agreement import (
+    agree_to_rounding,
+    differ_beyond_rounding,
+    epochs_to_fraction,
+    finite_size_scaling,
+    learns_faster,
+    ratio_exceeds,
+    solves_task,
+    speed_spread,
+)
+from .analysis.exact_claims import (
+    approaches,
+    breaks_conservation,
+    conservation_bound,
+    conservation_step_bound,
+    conserved_to_bound,
+    exceeds_by,
+    nonzero_beyond_rounding,
+    speedup_verdict,
+)
+from .analysis.decoding import (
+    compare_decoding,
+    decode,
+    decode_stack,
+    DecodingResult,
+    DecodingTest,
+    flip_assignments,
+    group_splits,
+    pair_permutation_test,
+    pair_permutation_tests,
+)
 from .analysis.degeneracy import (
     epochs_to_reach,
     equivalent_overlaps,
@@ -78,7 +113,26 @@ from .analysis.memory import (
     overlap_distance,
     violation_history,
 )
-from .analysis.predictions import *  # noqa: F403 (the names in the module's __all__)
+from .analysis.predictions import (
+    behaviour_verdict,
+    curve_features,
+    decode_from_curves,
+    degenerate_ensemble,
+    DegenerateEnsemble,
+    diffusion_coefficient,
+    drift_overlaps,
+    drift_ratio_verdict,
+    drift_vectors,
+    invisible_savings_verdict,
+    never_reached,
+    overlap_drift,
+    probe_curves,
+    probe_verdict,
+    relearning_verdict,
+    reset_invisible,
+    savings,
+    savings_experiment,
+)
 from .analysis.verdicts import (
     VERDICTS,
     Verdict,
@@ -87,14 +141,59 @@ from .analysis.verdicts import (
     mean_test,
     sign_test,
 )
-from .analysis.stats import *  # noqa: F403 (the names in the module's __all__)
+from .analysis.stats import (
+    bootstrap_error_scaling,
+    ErrorScaling,
+    excess_kurtosis,
+    fit_error_scaling,
+    gaussian_distance,
+    levels_off_test,
+    loss_drop_epoch,
+    mean_se,
+    overlap_error_curve,
+    rank_correlation_test,
+)
 
 # experiments
 from .experiments import twins
-from .experiments.performance import *  # noqa: F403 (the names in the module's __all__)
-from .experiments.large_n import *  # noqa: F403 (the names in the module's __all__)
-from .experiments.closure import *  # noqa: F403 (the names in the module's __all__)
-from .experiments.validation import *  # noqa: F403 (the names in the module's __all__)
+from .experiments.performance import (
+    crossover_size,
+    scaling_benchmark,
+    seconds_per_epoch,
+)
+from .experiments.large_n import (
+    LARGE_N_ACTIVATIONS,
+    large_n_comparison,
+    large_n_jobs,
+    large_n_scaling,
+    large_n_verdicts,
+    LIMIT_NODES,
+    trained_loadings,
+    twin_limit_cost,
+    vanishing_error_test,
+    weighted_excess_kurtosis,
+)
+from .experiments.closure import (
+    CLOSURE_CLAIM,
+    closure_jobs,
+    closure_verdict,
+    ClosureResult,
+    compare_redrawn,
+    run_closure,
+)
+from .experiments.validation import (
+    compare_nonlinear,
+    e9_jobs,
+    e9_task,
+    E9_TASKS,
+    INIT_OVERLAPS,
+    levels_off_verdict,
+    linear_exactness,
+    scaling_table,
+    seed_summary,
+    teacher_batch,
+    TEACHER_OVERLAPS,
+)
 
 # pipeline
 from . import plotting
