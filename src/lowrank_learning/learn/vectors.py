@@ -60,8 +60,8 @@ def redraw_gaussian(X, plastic, key):
 
     The plastic columns of ``X`` (N, K) are replaced by ``X_F A + R C``, where ``X_F`` are the frozen
     columns (``plastic`` False), ``A = Sigma_FF^+ Sigma_FP`` the regression of the plastic columns on
-    them, ``R`` a standard-normal (N, #P) draw (#P plastic columns, #F frozen ones) from ``key`` projected off the span of ``X_F`` and
-    whitened to ``R^T R / N = I`` exactly, and ``C = (Sigma_PP - Sigma_PF Sigma_FF^+ Sigma_FP)^{1/2}``
+    them, ``R`` a standard-normal (N, #P) draw (#P plastic columns, #F frozen ones) from ``key``,
+    projected off the span of ``X_F`` and whitened to ``R^T R / N = I`` exactly, and ``C = (Sigma_PP - Sigma_PF Sigma_FF^+ Sigma_FP)^{1/2}``
     (symmetric root of the Schur complement; PSD, possibly singular). Then, to rounding,
 
     * ``Y^T Y / N = X^T X / N`` (every overlap, including those between frozen and plastic vectors),
