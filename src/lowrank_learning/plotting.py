@@ -25,6 +25,45 @@ RULE_STYLE = {
 }
 
 
+# The book's content column is about 7 inches wide at the 100 dpi the notebooks' figures are
+# rendered with, so a figure drawn at COLUMN_WIDTH inches is shown at its natural size and its
+# fonts keep their point sizes on the page.
+COLUMN_WIDTH = 7.0
+DPI = 100
+PAGE_RC = {
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
+    "figure.figsize": (COLUMN_WIDTH, 3.6),
+    "figure.constrained_layout.use": True,
+    "font.size": 9.5,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9.5,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "legend.title_fontsize": 9,
+    "lines.linewidth": 1.6,
+}
+
+
+def use_page_style() -> None:
+    """Set matplotlib's defaults for the book's pages (:data:`PAGE_RC`): figures
+    :data:`COLUMN_WIDTH` inches wide at :data:`DPI`, fonts of at least 9 pt, constrained layout.
+    Every chapter calls it once, after its imports."""
+    plt.rcParams.update(PAGE_RC)
+
+
+def page_figure(nrows: int = 1, ncols: int = 1, height: float | None = None, **kwargs):
+    """``plt.subplots`` at the width of the content column.
+
+    ``height`` is in inches (default 2.9 in per row for one row, 2.4 in per row otherwise); other
+    keyword arguments go to ``plt.subplots`` (``sharex``, ``gridspec_kw``, ``squeeze`` ...).
+    Returns ``(fig, axes)`` as ``plt.subplots`` does."""
+    if height is None:
+        height = 2.9 if nrows == 1 else 2.4 * nrows
+    return plt.subplots(nrows, ncols, figsize=(COLUMN_WIDTH, height), **kwargs)
+
+
 def _ax(ax):
     return plt.gca() if ax is None else ax
 
