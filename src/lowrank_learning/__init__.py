@@ -98,11 +98,18 @@ from .analysis.decoding import (
     pair_permutation_tests,
 )
 from .analysis.degeneracy import (
+    activity_comparison,
     epochs_to_reach,
     equivalent_overlaps,
     equivalent_vectors,
     learning_speed,
     run_noisy_network,
+    speed_summary,
+)
+from .analysis.spectrum import (
+    connectivity_eigenvalues,
+    discrete_time_eigenvalue,
+    eigenvalue_summary,
 )
 from .analysis.memory import (
     balance,
@@ -111,6 +118,7 @@ from .analysis.memory import (
     conserved_drift,
     invisible_distance,
     overlap_distance,
+    schedule_memory,
     violation_history,
 )
 from .analysis.predictions import (
@@ -156,6 +164,7 @@ from .analysis.stats import (
 
 # experiments
 from .experiments import twins
+from .experiments.memory_laws import TWIN_STAGES, twins_memory
 from .experiments.performance import (
     crossover_size,
     scaling_benchmark,

@@ -34,12 +34,14 @@ from ..core.errors import (
     InvalidParameterError,
     UnreachableOverlapError,
 )
-from ..core.network import check_network_inputs, scan_network
+from ..core.activations import is_linear
+from ..core.latent import run_latent
+from ..core.network import check_network_inputs, run_network, scan_network
 from ..core.overlaps import overlaps, validate_sigma
 from ..learn.overlap_space import learn_overlaps
 
 __all__ = ["equivalent_vectors", "equivalent_overlaps", "run_noisy_network", "epochs_to_reach",
-           "learning_speed"]
+           "learning_speed", "activity_comparison", "speed_summary"]
 
 _RANK_TOL = 1e-10  # relative: singular values / eigenvalues below this count as zero
 _PSD_TOL = 1e-10   # relative: a Schur complement eigenvalue below -this is a violation
@@ -395,3 +397,101 @@ def learning_speed(arch: Architecture, Sigma, task, grid: Mapping[str, Sequence[
         final[idx] = tr.loss[-1]
     return {"names": names, "values": values, "epochs": speed, "final_loss": final,
             "reachable": reachable, "diverged": diverged}
+
+
+def activity_comparison(arch: Architecture, X1, X2, inputs, dt: float) -> dict:
+    """Two linear networks that differ only in ``U``: their outputs, hidden activity, and the
+    latent theory of both (the degeneracy chapter's "same function, different activity").
+
+    The latents ``kappa``, ``lambda`` of a linear network depend on the visible overlaps only, the
+    same for both networks (:func:`~lowrank_learning.run_latent`), so ``h_2 - h_1 = (U_2 - U_1)
+    lambda_t`` and ``|h_2 - h_1|^2 / N = lambda^T D lambda`` with ``D = (U_2 - U_1)^T (U_2 - U_1) / N``;
+    the activity itself is ``|h_1|^2 / N = [kappa; lambda]^T Sigma_[MU],[MU] [kappa; lambda]``.
+
+    Parameters
+    ----------
+    X1, X2 : arrays (N, K)
+        Vectors of the two networks; only the ``U`` columns may differ.
+    inputs : array (B, T, n_in)
+
+    Returns
+    -------
+    dict with ``y1``, ``y2`` (B, T, n_out) outputs; ``h1``, ``h2`` (B, T, N) hidden states;
+    ``out_diff`` (largest output difference) and ``out_rel`` (relative to the largest output);
+    for the first input: ``rms1`` (T,) ``|h_1|/sqrt(N)``, ``diff`` (T,) ``|h_2 - h_1|/sqrt(N)``,
+    ``rms1_theory``, ``diff_theory`` (T,) the latent theory of both, ``theory_err`` (largest relative
+    error of the theory: of ``rms1`` pointwise, of ``diff`` relative to its maximum) and ``h_ratio``
+    (mean difference over mean activity).
+    """
+    if not is_linear(arch.activation):
+        raise InvalidParameterError(f"activity_comparison: the latent theory is exact for linear units only, "
+                                    f"got activation {arch.activation!r}")
+    X1 = np.asarray(X1, dtype=float)
+    X2 = np.asarray(X2, dtype=float)
+    check_vectors(X1, arch.K, arch.vector_names, name="X1")
+    check_vectors(X2, arch.K, arch.vector_names, name="X2")
+    if X1.shape != X2.shape:
+        raise InvalidParameterError(f"X2 has shape {X2.shape}, X1 {X1.shape}: two networks of the same size")
+    other = np.ones(arch.K, bool)
+    other[arch.slices["U"]] = False
+    if not np.array_equal(X1[:, other], X2[:, other]):
+        raise InvalidParameterError("X2 differs from X1 outside the U columns; only U may differ")
+    N = X1.shape[0]
+    (y1, h1), (y2, h2) = (map(np.asarray, run_network(arch, X, inputs, dt, return_states=True)) for X in (X1, X2))
+    out_diff = float(np.max(np.abs(y1 - y2)))
+    S1 = np.asarray(overlaps(X1))
+    _, (kappa, lam) = run_latent(arch, S1, inputs, dt, return_latents=True)
+    kappa, lam = np.asarray(kappa)[0, 1:], np.asarray(lam)[0, 1:]  # first input, state after each step
+    kl = np.concatenate([kappa, lam], axis=-1)
+    MU = np.r_[np.arange(arch.K)[arch.slices["M"]], np.arange(arch.K)[arch.slices["U"]]]
+    rms1_theory = np.sqrt(np.einsum("ti,ij,tj->t", kl, S1[np.ix_(MU, MU)], kl))
+    dU = (X2 - X1)[:, arch.slices["U"]]
+    diff_theory = np.sqrt(np.maximum(np.einsum("ti,ij,tj->t", lam, dU.T @ dU / N, lam), 0.0))
+    rms1 = np.linalg.norm(h1[0], axis=-1) / np.sqrt(N)
+    diff = np.linalg.norm(h2[0] - h1[0], axis=-1) / np.sqrt(N)
+    theory_err = max(float(np.max(np.abs(rms1 - rms1_theory) / rms1_theory)),
+                     float(np.max(np.abs(diff - diff_theory)) / np.max(diff)) if np.max(diff) > 0 else 0.0)
+    return {"y1": y1, "y2": y2, "h1": h1, "h2": h2, "out_diff": out_diff,
+            "out_rel": out_diff / float(np.max(np.abs(y1))), "rms1": rms1, "diff": diff,
+            "rms1_theory": rms1_theory, "diff_theory": diff_theory, "theory_err": theory_err,
+            "h_ratio": float(np.mean(diff) / np.mean(rms1))}
+
+
+def speed_summary(sweep: dict, lines: Mapping[str, dict] | None = None) -> dict:
+    """Summary of :func:`learning_speed` results (the degeneracy chapter's sweep).
+
+    Parameters
+    ----------
+    sweep : dict
+        A :func:`learning_speed` result (its ``epochs`` and ``reachable``).
+    lines : dict overlap name -> learning_speed result, optional
+        One-overlap-at-a-time sweeps.
+
+    Returns
+    -------
+    dict with ``n_reachable`` (grid points where vectors with these overlaps exist), ``n_reached``
+    (of those, the ones that reached the level), ``n_missed`` (did not reach it within the run:
+    ``inf``), ``n_failed`` (reachable but diverged: ``nan``), ``min``, ``max`` and ``ratio`` of the
+    epochs over the points that reached it (None when none did); with ``lines``, ``spread``
+    (overlap name -> max/min epochs over its finite points, None with fewer than one) and
+    ``order`` (the names by decreasing spread, those without one last).
+    """
+    E = np.asarray(sweep["epochs"], dtype=float)
+    reachable = np.asarray(sweep["reachable"], dtype=bool)
+    if E.shape != reachable.shape:
+        raise InvalidParameterError(f"sweep: epochs {E.shape} and reachable {reachable.shape} differ in shape")
+    done = np.isfinite(E)
+    out = {"n_reachable": int(reachable.sum()), "n_reached": int(done.sum()), "n_missed": int(np.isinf(E).sum()),
+           "n_failed": int((reachable & np.isnan(E)).sum()),
+           "min": float(E[done].min()) if done.any() else None,
+           "max": float(E[done].max()) if done.any() else None}
+    out["ratio"] = out["max"] / out["min"] if done.any() and out["min"] > 0 else None
+    if lines is not None:
+        spread = {}
+        for name, o in lines.items():
+            e = np.asarray(o["epochs"], dtype=float)
+            e = e[np.isfinite(e)]
+            spread[name] = float(e.max() / e.min()) if e.size and e.min() > 0 else None
+        out["spread"] = spread
+        out["order"] = sorted(spread, key=lambda n: (spread[n] is None, -(spread[n] or 0.0)))
+    return out

@@ -21,7 +21,7 @@ from ..core.overlaps import conserved_quantities, flatten
 from ..learn.phases import ScheduleRun
 
 __all__ = ["overlap_distance", "invisible_distance", "conserved_drift", "compare_visits", "conservation_violation",
-           "violation_history", "balance"]
+           "violation_history", "balance", "schedule_memory"]
 
 
 # --------------------------------------------------------------------------- distances
@@ -192,3 +192,43 @@ def balance(arch: Architecture, sigma):
     u = [i for i, n in enumerate(names) if n.startswith("u")]
     v = [i for i, n in enumerate(names) if n.startswith("v")]
     return S[..., u, :][..., :, u] - S[..., v, :][..., :, v]
+
+
+def schedule_memory(arch: Architecture, run: ScheduleRun, start=None, flow=None, every: int = 10) -> dict:
+    """What an A, B, A schedule leaves in the overlaps, and which conservation laws held along it
+    (the linear-versus-nonlinear chapter, one activation at a time).
+
+    Parameters
+    ----------
+    run : ScheduleRun
+        At least three phases: the first visit to A, the other task, the return to A.
+    start : array (K, K), optional
+        The reference of the conserved quantities (default: the run's first overlaps).
+    flow : Trajectory, optional
+        A gradient-flow run from its own start (its drifts are measured from its first overlaps).
+    every : int
+        :func:`violation_history` at every ``every``-th epoch.
+
+    Returns
+    -------
+    dict with ``visits`` (:func:`compare_visits` of the ends of phases 1 and 3, with phase 2 in
+    between), ``drift`` ((epochs + 1,) :func:`conserved_drift` from ``start``), ``violation``
+    (``(epochs, rate)`` of :func:`violation_history`), ``balance_change`` (largest change of
+    :func:`balance` from ``start`` over the run), ``final_losses`` (the last loss of each phase);
+    with ``flow``: ``flow_drift`` (the conserved drift at its end) and ``flow_balance_change``.
+    """
+    if len(run.phases) < 3:
+        raise InvalidParameterError(f"run has {len(run.phases)} phases; schedule_memory needs A, B, A (3 or more)")
+    sig = np.asarray(run.trajectory.sigma_all)
+    ref = sig[0] if start is None else _sigma(arch, start, "start")
+    change = lambda s, r: float(np.max(np.abs(balance(arch, s) - balance(arch, r))))  # noqa: E731
+    out = {"visits": compare_visits(arch, run.end_sigma(0), run.end_sigma(2), run.end_sigma(1)),
+           "drift": conserved_drift(arch, sig, ref),
+           "violation": violation_history(arch, run, every=every),
+           "balance_change": change(sig, ref),
+           "final_losses": [float(p.loss[-1]) for p in run.parts]}
+    if flow is not None:
+        fs = np.asarray(flow.sigma_all)
+        out["flow_drift"] = float(np.atleast_1d(conserved_drift(arch, fs, fs[0]))[-1])
+        out["flow_balance_change"] = change(fs, fs[0])
+    return out
