@@ -19,6 +19,12 @@ with ``apt-get`` only when running as root on Debian with ``CI`` set (a CI conta
 Playwright's Chromium (a download) only when ``LOWRANK_BROWSER=playwright``. When no browser can
 be found it explains what to install and exits 0 (the browser test then skips with the same
 message), or 1 when ``CI`` is set (in CI the browser test must run).
+
+``python tests/_browser_helpers.py --measure [HTML_DIR]`` (default ``_build/html``) opens every
+page of a built site at 1280 x 900 and prints, per page, where its first figure starts below the
+title, its widest element against the content column, and the size in points at which the
+figures' labels are shown (:func:`print_measurements`), with the layout problems the browser test
+reports (:func:`layout_problems`).
 """
 
 from __future__ import annotations
@@ -293,8 +299,159 @@ JS_LAUNCH_LINKS = r"""
 """
 
 
+# Page layout as a reader at 1280 x 900 sees it (tests/test_browser.py, and `--measure`):
+# - column: the content column's inner width (article.bd-article, CSS px); dpr: devicePixelRatio;
+# - figures: every image in the column that belongs to a figure or a cell's output, with its
+#   natural width (image px), shown width (CSS px) and top relative to the page title (CSS px),
+#   measured as the page loads (toggles closed);
+# - widest: the elements of the column, toggles opened, that are wider than the column (their
+#   box reaches past its right edge, or they scroll horizontally): tag, class, width.
+JS_PAGE_LAYOUT = r"""
+async () => {
+  const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+  const cs = getComputedStyle(article);
+  const box = article.getBoundingClientRect();
+  const left = box.left + parseFloat(cs.paddingLeft), right = box.right - parseFloat(cs.paddingRight);
+  const column = right - left;
+  const title = article.querySelector('h1');
+  const titleTop = title ? title.getBoundingClientRect().top + window.scrollY : 0;
+  const imgs = Array.from(article.querySelectorAll('img')).filter(
+      i => i.closest('figure, .cell_output, .output, .figure') !== null && i.naturalWidth > 0);
+  const figures = imgs.map(i => {
+    const r = i.getBoundingClientRect();
+    return {src: (i.currentSrc || i.src).split('/').pop().slice(0, 16), natural: i.naturalWidth,
+            shown: r.width, top: r.top + window.scrollY - titleTop, visible: i.checkVisibility()};
+  });
+  const closed = Array.from(document.querySelectorAll('details:not([open])'));
+  closed.forEach(d => { d.open = true; });
+  await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const wide = [], wideEls = [];
+  let widest = {width: 0, what: ''};
+  for (const e of article.querySelectorAll('*')) {
+    if (!e.checkVisibility()) continue;
+    const r = e.getBoundingClientRect();
+    if (r.width === 0) continue;
+    const ox = getComputedStyle(e).overflowX;
+    const scrolls = (ox === 'auto' || ox === 'scroll') && e.scrollWidth > e.clientWidth + 1;
+    const width = Math.max(r.width, scrolls ? e.scrollWidth : 0);
+    const what = e.tagName.toLowerCase() + (e.className && typeof e.className === 'string'
+        ? '.' + e.className.trim().split(/\s+/).slice(0, 2).join('.') : '');
+    if (width > widest.width) widest = {width, what};
+    if ((r.right > right + 1 || scrolls) && !wideEls.some(w => w.contains(e))) {
+      wideEls.push(e);
+      wide.push({what, width, text: (e.textContent || '').trim().slice(0, 60)});
+    }
+  }
+  closed.forEach(d => { d.open = false; });
+  return {column, dpr: window.devicePixelRatio, has_title: title !== null, figures, wide, widest};
+}
+"""
+
+# The checks on JS_PAGE_LAYOUT's report (thresholds of the book's page shape).
+MAX_SHRINK = 1.5          # a figure's natural width <= column x devicePixelRatio x MAX_SHRINK
+FIRST_FIGURE_SCREENS = 2  # the first figure's top within this many screen heights of the title
+SCREEN = (1280, 900)
+
+
+def layout_problems(report: dict, chapter: bool) -> list[str]:
+    """Problems in a page's layout report (:data:`JS_PAGE_LAYOUT`); ``chapter``: a result page,
+    where the first figure must come early."""
+    problems = []
+    limit = report["column"] * report["dpr"] * MAX_SHRINK
+    for f in report["figures"]:
+        if f["natural"] > limit + 0.5:
+            problems.append(f"figure {f['src']} is {f['natural']} px wide, shrunk more than {MAX_SHRINK}x into "
+                            f"the {report['column']:.0f} px column (at most {limit:.0f} px)")
+    # the outermost of each nest of too-wide elements (JS_PAGE_LAYOUT reports each nest once)
+    for w in report["wide"][:5]:
+        problems.append(f"{w['what']} is {w['width']:.0f} px wide, the column {report['column']:.0f} px "
+                        f"(horizontal overflow): {w['text']!r}")
+    if chapter:
+        shown = [f for f in report["figures"] if f["visible"]]
+        if not shown:
+            problems.append("a chapter page without a figure")
+        elif shown[0]["top"] > FIRST_FIGURE_SCREENS * SCREEN[1]:
+            problems.append(f"the first figure starts {shown[0]['top']:.0f} px below the title "
+                            f"(more than {FIRST_FIGURE_SCREENS} screens of {SCREEN[1]} px)")
+    return problems
+
+
+def label_points(figure: dict, font_pt: float, dpi: float) -> float:
+    """The size on the page, in points (1/72 in at 96 CSS px per inch), of a label drawn at
+    ``font_pt`` in a figure rendered at ``dpi`` and shown at ``figure['shown']`` CSS px for
+    ``figure['natural']`` image px: ``font_pt x (dpi / 96) x shown / natural``."""
+    return font_pt * dpi / 96.0 * figure["shown"] / figure["natural"]
+
+
+def measure(html_dir: Path, font_pt: float | None = None, dpi: float | None = None) -> list[dict]:
+    """Open every page of the built site at 1280 x 900 and return, per page, its layout report
+    (:data:`JS_PAGE_LAYOUT`) with ``page`` and ``problems`` (:func:`layout_problems`) added.
+
+    ``font_pt`` and ``dpi``: the smallest label size and the resolution the figures are drawn
+    with (default: the package's :data:`lowrank_learning.plotting.PAGE_RC`)."""
+    from playwright.sync_api import sync_playwright
+
+    if font_pt is None or dpi is None:
+        from lowrank_learning import plotting
+
+        sizes = [v for k, v in plotting.PAGE_RC.items() if k.endswith("size") and isinstance(v, (int, float))
+                 and k != "figure.figsize"]
+        font_pt = min(sizes) if font_pt is None else font_pt
+        dpi = plotting.DPI if dpi is None else dpi
+    browser = find_browser()
+    pages = html_pages(html_dir)
+    out = []
+    with serve(html_dir) as base, sync_playwright() as p:
+        b = p.chromium.launch(**browser.launch_kwargs())
+        try:
+            context = b.new_context(viewport={"width": SCREEN[0], "height": SCREEN[1]}, service_workers="block")
+            context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(base) else r.abort())
+            page = context.new_page()
+            for rel in pages:
+                page.goto(base + rel, wait_until="load")
+                page.evaluate(JS_BROKEN_IMAGES)
+                page.evaluate(JS_MATHJAX_DONE)
+                report = page.evaluate(JS_PAGE_LAYOUT)
+                report["page"] = rel
+                report["problems"] = layout_problems(report, rel.startswith("book/results/"))
+                report["label_pt"] = [label_points(f, font_pt, dpi) for f in report["figures"]]
+                report["font_pt"], report["dpi"] = font_pt, dpi
+                out.append(report)
+        finally:
+            b.close()
+    return out
+
+
+def print_measurements(reports: list[dict], file=None) -> None:
+    """One line per page: first figure's position below the title, widest element against the
+    column, the range of label sizes on the page (points) and the problems found."""
+    file = file or sys.stdout
+    print(f"{'page':<40} {'first figure':>13} {'widest / column (px)':>28} {'labels on the page (pt)':>24}",
+          file=file)
+    for r in reports:
+        shown = [f for f in r["figures"] if f["visible"]]
+        first = f"{shown[0]['top']:.0f} px" if shown else "-"
+        widest = f"{r['widest']['width']:.0f} / {r['column']:.0f} ({r['widest']['what'][:14]})"
+        pts = r["label_pt"]
+        labels = f"{min(pts):.1f}-{max(pts):.1f}" if pts else "-"
+        print(f"{r['page']:<40} {first:>13} {widest:>28} {labels:>24}", file=file)
+        for problem in r["problems"]:
+            print(f"    ! {problem}", file=file)
+    print(f"label size = {reports[0]['font_pt'] if reports else '?'} pt (smallest font drawn) x "
+          f"dpi / 96 x shown width / natural width; first figure: its top below the title's top", file=file)
+
+
 def main() -> int:
-    """Find (and where safe install) the browser; print it, or what to install."""
+    """Find (and where safe install) the browser; print it, or what to install. With
+    ``--measure [HTML_DIR]`` (default ``_build/html``): print :func:`print_measurements` of the
+    built site instead."""
+    if len(sys.argv) > 1 and sys.argv[1] == "--measure":
+        html_dir = Path(sys.argv[2] if len(sys.argv) > 2 else "_build/html")
+        if not (html_dir / "index.html").is_file():
+            print(f"no built site at {html_dir}", file=sys.stderr)
+            return 2
+        print_measurements(measure(html_dir))
+        return 0
     try:
         print(find_browser(install=True))
     except BrowserUnavailable as e:

@@ -8,7 +8,11 @@ install, except under ``CI``, where they fail. Run with ``pytest -m browser``. P
 200, every image decoded, every math element typeset by MathJax with no raw TeX left, no console
 errors, no failed requests and no request leaving 127.0.0.1 (the book must work offline), no
 code line cut off at the page's edge, cells tagged hide-input collapsed, and on every result
-page the links to its source notebook, Binder and Colab (present, never followed).
+page the links to its source notebook, Binder and Colab (present, never followed). The page's
+shape at 1280 x 900 (``bh.layout_problems``): no figure shrunk by more than 1.5x (natural width
+<= column x devicePixelRatio x 1.5), no table, code block or other element wider than the
+content column (the intro's claims table included), and on every result page the first figure
+within two screen heights of the title.
 Writes ``<builddir>/screenshots/index.png``.
 """
 
@@ -118,6 +122,9 @@ def _visit(browser, base_url: str, rel: str, screenshot: Path | None = None) -> 
         problems += [f"raw TeX in visible text: {t!r}" for t in math["raw"][:5]]
         if math["n_math"] and not math["n_rendered"]:
             problems.append("math on the page but no mjx-container")
+        # the page's shape at 1280 x 900: figures not shrunk by more than 1.5x, nothing wider than
+        # the content column, and on a chapter page the first figure within two screens of the title
+        problems += bh.layout_problems(page.evaluate(bh.JS_PAGE_LAYOUT), chapter=rel.startswith(RESULTS))
         layout = page.evaluate(bh.JS_CODE_LAYOUT)
         problems += [f"code line cut off at the page's edge: {t!r}" for t in layout["cut"][:5]]
         if layout["n_collapsed"] != layout["n_hide_input"]:
@@ -164,6 +171,7 @@ def test_book_has_rendered_math_and_figures(site, browser):
     # the intro's results table: one row per headline number, chapters that have not run say so
     index = html.get("book/intro.html", "")
     assert "results-at-a-glance" in index and "<table" in index, "the intro has no results table"
+    assert 'id="claims-table"' in index, "the intro's claims table has no label (claims-table)"
 
 
 def test_cut_off_code_is_detected(site, browser):
@@ -180,6 +188,35 @@ def test_cut_off_code_is_detected(site, browser):
             page.add_style_tag(content="pre { white-space: pre !important; overflow: hidden !important; }")
             found += page.evaluate(bh.JS_CODE_LAYOUT)["cut"]
         assert found, "no code line would be cut off even without the wrapping CSS: the check is vacuous"
+    finally:
+        context.close()
+
+
+def test_layout_checks_detect_problems(site, browser):
+    """Control for the layout checks: a figure drawn twice as wide as the column, a wide table and
+    a page whose figure comes after three screens of text are each reported."""
+    _require(site)
+    rel = next(p for p in PAGES if p.startswith(RESULTS))
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+    context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(site) else r.abort())
+    page = context.new_page()
+    try:
+        page.goto(site + rel, wait_until="load")
+        page.evaluate(bh.JS_BROKEN_IMAGES)
+        assert not bh.layout_problems(page.evaluate(bh.JS_PAGE_LAYOUT), chapter=True), rel
+        page.evaluate("""() => {
+          const a = document.querySelector('article.bd-article');
+          const h = a.querySelector('h1');
+          const pad = document.createElement('div'); pad.style.height = '3000px'; h.after(pad);
+          const t = document.createElement('table'); t.innerHTML = '<tr><td>' + 'x'.repeat(400) + '</td></tr>';
+          t.style.whiteSpace = 'nowrap'; a.appendChild(t);
+        }""")
+        report = page.evaluate(bh.JS_PAGE_LAYOUT)
+        report["figures"].append({"src": "planted", "natural": int(2 * report["column"] * report["dpr"]),
+                                  "shown": report["column"], "top": 0.0, "visible": False})
+        problems = " ".join(bh.layout_problems(report, chapter=True))
+        for expected in ("shrunk more than", "horizontal overflow", "below the title"):
+            assert expected in problems, f"{expected!r} not reported: {problems}"
     finally:
         context.close()
 

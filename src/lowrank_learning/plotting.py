@@ -61,6 +61,7 @@ def page_figure(nrows: int = 1, ncols: int = 1, height: float | None = None, **k
     Returns ``(fig, axes)`` as ``plt.subplots`` does."""
     if height is None:
         height = 2.9 if nrows == 1 else 2.4 * nrows
+    kwargs.setdefault("layout", "constrained")  # also where use_page_style was not called
     return plt.subplots(nrows, ncols, figsize=(COLUMN_WIDTH, height), **kwargs)
 
 
@@ -103,7 +104,7 @@ def plot_overlaps(full: Trajectory, theory: Trajectory | None = None, names=None
             ax.plot(epochs_axis(theory.epochs), theory[n], **THEORY)
         if label_lines:
             ax.annotate(rf"$\sigma_{{{canon}}}$", (x[-1], full[n][-1]), xytext=(3, 0),
-                        textcoords="offset points", fontsize=8, color=color, va="center")
+                        textcoords="offset points", fontsize=9, color=color, va="center")
     ax.set_xscale("log" if logx else "linear")
     ax.set_xlabel("epoch")
     ax.set_ylabel(r"overlap $\sigma_{ab} = a \cdot b / N$")
@@ -113,22 +114,22 @@ def plot_overlaps(full: Trajectory, theory: Trajectory | None = None, names=None
                for k in sorted(kinds, reverse=True)]
     if theory is not None:
         handles.append(plt.Line2D([], [], **THEORY, label="overlap theory"))
-    ax.legend(handles=handles, frameon=False, fontsize=8)
+    ax.legend(handles=handles, frameon=False)
     return ax
 
 
 def plot_overlap_grid(full: Trajectory, theory: Trajectory | None = None, names=None,
-                      ncols: int = 5, logx: bool = True, panel_size=(2.4, 2.0)):
+                      ncols: int = 5, logx: bool = True, row_height: float = 1.75):
     """One panel per overlap: full network solid (blue visible, red invisible), theory dashed black.
 
-    Returns the figure. Panels are ordered visible first, then invisible.
+    Returns the figure, :data:`COLUMN_WIDTH` inches wide (``row_height`` inches per row of
+    ``ncols`` panels, the legend below). Panels are ordered visible first, then invisible.
     """
     arch = full.arch
     if names is None:
         names = list(arch.visible_names) + list(arch.invisible_names)
     nrows = -(-len(names) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows),
-                             sharex=True, squeeze=False)
+    fig, axes = page_figure(nrows, ncols, height=row_height * nrows + 0.4, sharex=True, squeeze=False)
     vis = dict(zip(arch.overlap_names, arch.visible))
     x = epochs_axis(full.epochs)
     for ax, n in zip(axes.flat, names):
@@ -137,8 +138,7 @@ def plot_overlap_grid(full: Trajectory, theory: Trajectory | None = None, names=
         ax.plot(x, full[n], color=color, lw=2.4, alpha=0.85)
         if theory is not None:
             ax.plot(epochs_axis(theory.epochs), theory[n], **THEORY)
-        ax.set_title(rf"$\sigma_{{{canon}}}$ ({'visible' if vis[canon] else 'invisible'})",
-                     color=color, fontsize=10)
+        ax.set_title(rf"$\sigma_{{{canon}}}$ ({'visible' if vis[canon] else 'invisible'})", color=color)
         ax.set_xscale("log" if logx else "linear")
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
@@ -150,9 +150,7 @@ def plot_overlap_grid(full: Trajectory, theory: Trajectory | None = None, names=
                plt.Line2D([], [], color=INVISIBLE, lw=2.4, label="loss-invisible, full network")]
     if theory is not None:
         handles.append(plt.Line2D([], [], **THEORY, label="overlap theory"))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False,
-               bbox_to_anchor=(0.5, -0.02))
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     return fig
 
 
@@ -169,8 +167,8 @@ def plot_metric(arch: Architecture, matrix, ax=None, title: str | None = None, c
     lim = np.max(np.abs(M)) or 1.0
     im = ax.imshow(M, cmap=cmap, vmin=-lim if symmetric else 0.0, vmax=lim)
     labels = [rf"$\sigma_{{{arch.overlap_names[k]}}}$" for k in order]
-    ax.set_xticks(range(len(order)), labels, rotation=90, fontsize=8)
-    ax.set_yticks(range(len(order)), labels, fontsize=8)
+    ax.set_xticks(range(len(order)), labels, rotation=90, fontsize=9)
+    ax.set_yticks(range(len(order)), labels, fontsize=9)
     for tick, k in zip(ax.get_xticklabels(), order):
         tick.set_color(VISIBLE if arch.visible[k] else INVISIBLE)
     for tick, k in zip(ax.get_yticklabels(), order):
@@ -183,3 +181,40 @@ def plot_metric(arch: Architecture, matrix, ax=None, title: str | None = None, c
     if title:
         ax.set_title(title)
     return ax, im
+
+
+def plot_twin_trajectories(traj: dict, teacher: dict | None = None, arch: Architecture | None = None,
+                           height: float = 5.2):
+    """Both twins of one E8 pair over both phases: visible overlaps (top), invisible (bottom).
+
+    ``traj`` is :func:`~lowrank_learning.experiments.twins.twin_trajectories`'s dict (``epochs``
+    (T,), ``twin1`` and ``twin2`` (T, P), ``names``, ``phase1_epochs``); ``teacher`` maps the
+    teacher's visible overlap names to their values, drawn as thin horizontal lines over phase 2.
+    One colour per overlap; twin 1 (flip-flop first) solid, twin 2 (decision making first)
+    dashed; a grey line marks the start of phase 2. ``arch`` (default erf, rank 1) decides which
+    overlaps are visible. Returns the figure (:func:`page_figure`, 2 rows).
+    """
+    arch = Architecture(rank=1, activation="erf") if arch is None else arch
+    names = list(traj["names"])
+    x = np.asarray(traj["epochs"])
+    e1 = traj["phase1_epochs"]
+    fig, axes = page_figure(2, 1, height=height, sharex=True)
+    for ax, group, kind, first in ((axes[0], arch.visible_names, "visible", 0),
+                                   (axes[1], arch.invisible_names, "invisible", len(arch.visible_names))):
+        colours = plt.cm.tab10((first + np.arange(len(group))) % 10)
+        for o, c in zip(group, colours):
+            j = names.index(o)
+            ax.plot(x, traj["twin1"][:, j], color=c, lw=1.6, label=rf"$\sigma_{{{o}}}$")
+            ax.plot(x, traj["twin2"][:, j], color=c, lw=1.6, ls="--")
+            if teacher is not None and o in teacher:
+                ax.plot([e1, x[-1]], [teacher[o]] * 2, color=c, lw=0.9, ls=":")
+        ax.axvline(e1, color="0.6", lw=1)
+        ax.set_ylabel(f"loss-{kind} overlap")
+        ax.legend(frameon=False, ncol=1, loc="center left", bbox_to_anchor=(1.0, 0.5), handlelength=1.5)
+    keys = [plt.Line2D([], [], color="k", lw=1.6, label="twin 1 (flip-flop first)"),
+            plt.Line2D([], [], color="k", lw=1.6, ls="--", label="twin 2 (decision making first)")]
+    if teacher is not None:
+        keys.append(plt.Line2D([], [], color="k", lw=0.9, ls=":", label="teacher (visible)"))
+    fig.legend(handles=keys, frameon=False, loc="outside upper center", ncol=len(keys))
+    axes[1].set_xlabel("epoch (phase 1: own task; phase 2, from the grey line: imitate the teacher)")
+    return fig
