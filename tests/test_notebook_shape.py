@@ -176,3 +176,23 @@ def test_glue_only_is_not_computation():
     assert not glue_only("x = f(1)\nglue('a', x)")
     assert not glue_only("fig, ax = page_figure()\nglue('f', fig)")
     assert not glue_only("# a comment only")
+
+
+def test_injected_parameters_are_collapsed_on_the_page(tmp_path):
+    """The executed notebook's injected-parameters cell gets hide-input before the book is built;
+    other cells and pages outside book/results are left alone."""
+    from lowrank_learning.reproduce.book import collapse_parameters
+
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
+                                       "  - file: book/results/demo\n  - file: book/other\n", encoding="utf-8")
+    results = tmp_path / "book" / "results"
+    results.mkdir(parents=True)
+    cells = [_code("N = 1", ["parameters", "hide-input"]), _code("N = 2", ["injected-parameters"]), _code("x = N")]
+    nb = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (results / "demo.ipynb").write_text(json.dumps(nb), encoding="utf-8")
+    (tmp_path / "book" / "other.ipynb").write_text(json.dumps(nb), encoding="utf-8")
+    assert collapse_parameters(tmp_path) == [results / "demo.ipynb"]
+    tags = [c["metadata"].get("tags", []) for c in json.loads((results / "demo.ipynb").read_text())["cells"]]
+    assert tags == [["parameters", "hide-input"], ["injected-parameters", "hide-input"], []]
+    assert json.loads((tmp_path / "book" / "other.ipynb").read_text()) == nb
+    assert collapse_parameters(tmp_path) == []  # already collapsed: nothing rewritten

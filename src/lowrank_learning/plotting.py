@@ -218,3 +218,24 @@ def plot_twin_trajectories(traj: dict, teacher: dict | None = None, arch: Archit
     fig.legend(handles=keys, frameon=False, loc="outside upper center", ncol=len(keys))
     axes[1].set_xlabel("epoch (phase 1: own task; phase 2, from the grey line: imitate the teacher)")
     return fig
+
+
+class Table:
+    """A small table shown as markdown in a notebook (and on the book's page): the last expression
+    of a cell, instead of printed lines. ``header``: column names; ``rows``: sequences of cells,
+    each a string or a number (numbers are formatted with ``fmt``)."""
+
+    def __init__(self, header, rows, fmt: str = ".3g"):
+        self.header = [str(h) for h in header]
+        self.rows = [[c if isinstance(c, str) else format(c, fmt) for c in row] for row in rows]
+        if any(len(r) != len(self.header) for r in self.rows):
+            raise ValueError(f"every row needs {len(self.header)} cells (the header's)")
+
+    def _repr_markdown_(self) -> str:
+        esc = lambda c: str(c).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+        lines = ["| " + " | ".join(map(esc, self.header)) + " |", "|" + "---|" * len(self.header)]
+        lines += ["| " + " | ".join(map(esc, r)) + " |" for r in self.rows]
+        return "\n".join(lines) + "\n"
+
+    def __repr__(self) -> str:
+        return self._repr_markdown_()

@@ -312,6 +312,38 @@ def write_provenance_table(root: Path) -> Path:
     return path
 
 
+# --------------------------------------------------------------------------- parameters collapsed
+COLLAPSED = "hide-input"
+
+
+def collapse_parameters(root: Path) -> list[Path]:
+    """Collapse the parameters on every executed result page: papermill's ``injected-parameters``
+    cell (the values the run used) gets the tag ``hide-input``, as the notebooks' own ``parameters``
+    cells have, so that a page opens on its claim and figure with the parameters a click away.
+    Returns the notebooks that were changed (rewritten atomically; the source notebooks and
+    their stamps are untouched)."""
+    import json
+
+    changed = []
+    for f in toc_files(Path(root)):
+        path = Path(root) / f"{Path(f).with_suffix('').as_posix()}.ipynb"
+        if not Path(f).as_posix().startswith(RESULTS_DIR.as_posix() + "/") or not path.is_file():
+            continue
+        nb = read_json(path)
+        if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+            continue
+        dirty = False
+        for cell in nb["cells"]:
+            tags = cell.get("metadata", {}).get("tags", [])
+            if "injected-parameters" in tags and COLLAPSED not in tags:
+                cell["metadata"]["tags"] = [*tags, COLLAPSED]
+                dirty = True
+        if dirty:
+            atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+            changed.append(path)
+    return changed
+
+
 # --------------------------------------------------------------------------- build
 def build_book(root=None, builddir="_build", out=None) -> int:
     """Build the site with jupyter-book (warnings are errors); returns an exit code.
@@ -332,6 +364,7 @@ def build_book(root=None, builddir="_build", out=None) -> int:
         if missing_pages:
             raise ReproduceError("pages listed in _toc.yml are missing: " + ", ".join(missing_pages))
         ensure_mathjax(Layout(root).static)
+        collapse_parameters(root)
         write_results_table(root)
         write_claims_table(root)
         write_provenance_table(root)
