@@ -223,3 +223,11 @@ def test_twins_memory_against_definitions():
     assert out["tests"][("invisible", "after phase 2")].observed == out["dec_inv"][2]
     with pytest.raises(ll.InvalidParameterError, match="p2_final"):
         ll.twins_memory(arch, {k: v for k, v in run.items() if k != "p2_final"})
+
+
+# ------------------------------------------------------------------ tables on the page
+def test_table_renders_markdown_and_refuses_ragged_rows():
+    t = ll.plotting.Table(["a", "b|c"], [("x", 1.23456), ("y\nz", 2)], fmt=".2g")
+    assert t._repr_markdown_() == "| a | b\\|c |\n|---|---|\n| x | 1.2 |\n| y z | 2 |\n"
+    with pytest.raises(ll.InvalidParameterError, match="rows"):
+        ll.plotting.Table(["a", "b"], [("x",)])

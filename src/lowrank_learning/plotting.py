@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .core.architecture import Architecture
+from .core.errors import InvalidParameterError
 from .learn.trajectory import Trajectory
 
 VISIBLE = "#1f5fbf"
@@ -228,8 +229,10 @@ class Table:
     def __init__(self, header, rows, fmt: str = ".3g"):
         self.header = [str(h) for h in header]
         self.rows = [[c if isinstance(c, str) else format(c, fmt) for c in row] for row in rows]
-        if any(len(r) != len(self.header) for r in self.rows):
-            raise ValueError(f"every row needs {len(self.header)} cells (the header's)")
+        bad = [k for k, r in enumerate(self.rows) if len(r) != len(self.header)]
+        if bad:
+            raise InvalidParameterError(f"rows: row {bad[0]} has {len(self.rows[bad[0]])} cells, the header "
+                                        f"{len(self.header)}")
 
     def _repr_markdown_(self) -> str:
         esc = lambda c: str(c).replace("|", "\\|").replace("\n", " ")  # noqa: E731
