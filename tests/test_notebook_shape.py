@@ -196,3 +196,14 @@ def test_injected_parameters_are_collapsed_on_the_page(tmp_path):
     assert tags == [["parameters", "hide-input"], ["injected-parameters", "hide-input"], []]
     assert json.loads((tmp_path / "book" / "other.ipynb").read_text()) == nb
     assert collapse_parameters(tmp_path) == []  # already collapsed: nothing rewritten
+
+
+def test_figures_are_numbered_per_page():
+    """reproduce.numbering: each page's figures (and tables, code blocks) count from 1 in the
+    order Sphinx numbered them across the book."""
+    from lowrank_learning.reproduce.numbering import per_page_numbers
+
+    page = {"figure": {"fig-b": (39,), "fig-a": (38,), "fig-c": (41,)}, "table": {"tab": (7,)}}
+    assert per_page_numbers(page) == {"figure": {"fig-a": (1,), "fig-b": (2,), "fig-c": (3,)},
+                                      "table": {"tab": (1,)}}
+    assert per_page_numbers({}) == {}
