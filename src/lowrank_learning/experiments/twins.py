@@ -341,3 +341,87 @@ def confirm_pair(start, N: int, epochs_phase1: int, epochs_phase2: int, n_trials
     with ThreadPoolExecutor(max_workers=2) as pool:
         runs = dict(zip(("twin1", "twin2"), pool.map(one_twin, (ff, dm))))
     return {f"{twin}_{k}": v for twin, r in runs.items() for k, v in r.items()}
+
+
+def gap_summary(gaps, arch: Architecture = ARCH) -> dict:
+    """Which overlaps carry the twins' gaps after a phase (the E8 chapter's gap analysis).
+
+    Parameters
+    ----------
+    gaps : array (n, P)
+        Twin 1 minus twin 2 per pair and overlap, in ``arch.overlap_names`` order
+        (:func:`twin_gaps`, P = K(K+1)/2).
+    arch : Architecture
+        Decides which overlaps are visible (default the E8 erf networks); must have overlaps named
+        ``uu`` and ``vv`` (rank 1).
+
+    Returns
+    -------
+    dict with
+
+    * ``top_visible``, ``top_invisible``: the visible (invisible) overlap with the largest median
+      absolute gap over the pairs;
+    * ``top_visible_share``, ``top_invisible_share``: (n,) that overlap's share of the squared
+      gap over the visible (invisible) overlaps, per pair (NaN for a pair with no gap there);
+    * ``top_visible_same_sign``: in how many pairs the top visible overlap's gap has its more
+      common sign;
+    * ``uu_vv_tie``: the largest difference between the gaps in sigma_uu and sigma_vv over the
+      pairs (gradient flow conserves sigma_uu - sigma_vv, so twins that start together keep
+      these two gaps equal up to the discrete steps).
+    """
+    g = np.asarray(gaps, dtype=float)
+    names = list(arch.overlap_names)
+    if g.ndim != 2 or g.shape[0] == 0 or g.shape[1] != len(names):
+        raise InvalidParameterError(f"gap_summary: gaps must have shape (n, {len(names)}) with n >= 1, got {g.shape}")
+    if not np.all(np.isfinite(g)):
+        raise InvalidParameterError(f"gap_summary: gaps has {int(np.sum(~np.isfinite(g)))} non-finite values")
+    if "uu" not in names or "vv" not in names:
+        raise InvalidParameterError(f"gap_summary: arch must have overlaps uu and vv, has {arch.overlap_names}")
+    out = {}
+    for kind, group in (("visible", arch.visible_names), ("invisible", arch.invisible_names)):
+        idx = [names.index(o) for o in group]
+        top = group[int(np.argmax(np.median(np.abs(g[:, idx]), axis=0)))]
+        total = np.sum(g[:, idx] ** 2, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(total > 0, g[:, names.index(top)] ** 2 / np.where(total > 0, total, 1.0), np.nan)
+        out[f"top_{kind}"] = top
+        out[f"top_{kind}_share"] = share
+    sign = np.sign(g[:, names.index(out["top_visible"])])
+    out["top_visible_same_sign"] = int(max(np.sum(sign > 0), np.sum(sign < 0)))
+    out["uu_vv_tie"] = float(np.max(np.abs(g[:, names.index("uu")] - g[:, names.index("vv")])))
+    return out
+
+
+def twin_trajectories(run: dict, pair: int, arch: Architecture = ARCH) -> dict:
+    """The overlaps of both twins of one pair over both phases of :func:`run_twins`.
+
+    Parameters
+    ----------
+    run : dict
+        The result of :func:`run_twins`.
+    pair : int
+        Which pair (0 .. n_pairs - 1): twin 1 is member ``pair``, twin 2 member ``pair + n_pairs``.
+
+    Returns
+    -------
+    dict with ``epochs`` (T,), the epoch of each point counted from the start of phase 1 (the
+    recorded epochs of phase 1, then those of phase 2 shifted by the length of phase 1 (phase 2's
+    first record is the end of phase 1), then the end of phase 2); ``twin1`` and ``twin2``
+    (T, P) the overlaps at
+    those epochs in ``arch.overlap_names`` order; ``names`` the overlap names; ``phase1_epochs``
+    the length of phase 1 (where phase 2 starts).
+    """
+    n = np.asarray(run["start"]).shape[0]
+    pair = check_int("pair", pair, 0)
+    if pair >= n:
+        raise InvalidParameterError(f"pair must be below n_pairs = {n}, got {pair}")
+    e1 = int(np.asarray(run["p1_loss"]).shape[1])
+    e2 = int(np.asarray(run["p2_loss"]).shape[1])
+    epochs = np.concatenate([np.asarray(run["p1_record_epochs"]), e1 + np.asarray(run["p2_record_epochs"]),
+                             [e1 + e2]]).astype(int)
+    out = {"epochs": epochs, "names": tuple(arch.overlap_names), "phase1_epochs": e1}
+    for twin, member in (("twin1", pair), ("twin2", pair + n)):
+        sig = np.concatenate([np.asarray(run["p1_sigma"])[member], np.asarray(run["p2_sigma"])[member],
+                              np.asarray(run["p2_final"])[member][None]])
+        out[twin] = flatten(arch, np.asarray(sig, dtype=float))
+    return out
