@@ -183,3 +183,93 @@ def test_trained_loadings_against_direct_calls(tmp_path, monkeypatch):
     # the moved nodes' second moments are the limit's final overlaps (float32 rounding)
     np.testing.assert_allclose(np.einsum("n,ni,nj->ij", out["weights"], out["nodes"], out["nodes"]),
                                out["sigma_limit"], rtol=0, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- E6 and E10 with the limit
+def _flip_flop_start(N=4000, seed=0):
+    arch = ll.Architecture(rank=1, activation="erf")
+    return arch, ll.overlaps(ll.balanced_vectors(arch, N, seed))
+
+
+def test_e6_limit_starts_where_the_closure_starts():
+    """At epoch 0 the limit's rows are Gaussian with the run's overlaps: its overlaps and its loss
+    equal the Gaussian closure's (closed-form erf gain) to the quadrature's accuracy, on the same trials."""
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    arch, S0 = _flip_flop_start()
+    lim = L.e6_limit_runs(S0[None], [3], lr=0.05, epochs=2, n_trials=3, dt=0.1, T_max=6.0, nodes=(10, 10, 5, 5),
+                          dtype="float64")
+    clo = ll.learn_overlaps(arch, S0, ll.tasks.flip_flop(n_trials=3, dt=0.1, T_max=6.0), lr=0.05, epochs=2,
+                            rule="exact", seed=3, progress=False)
+    assert lim["sigma"].shape == (1, 3, 4, 4) and lim["loss"].shape == (1, 2)
+    np.testing.assert_allclose(lim["sigma"][0, 0], S0, atol=1e-12)
+    np.testing.assert_allclose(lim["loss"][0, 0], clo.loss[0], rtol=1e-6)
+    # after one small step both have moved the same way to first order (the rows are still Gaussian)
+    np.testing.assert_allclose(lim["sigma"][0, 1], clo.sigma_all[1], atol=1e-6)
+
+
+def _fake(sigma, loss):
+    from types import SimpleNamespace
+    return SimpleNamespace(sigma_all=np.asarray(sigma), loss=np.asarray(loss))
+
+
+def test_e6_with_limit_on_planted_runs():
+    """Full networks planted as the limit plus a 1/sqrt(N) fluctuation: the test against the limit
+    holds; against a closure that differs from each network by an N-independent 0.5 + N(0, 0.05^2)
+    it does not."""
+    rng = np.random.default_rng(0)
+    epochs, runs, members = 30, [], []
+    base = np.eye(4)[None] * np.linspace(1.0, 1.5, epochs + 1)[:, None, None]
+    for N in (75, 150, 600):
+        for s in range(3):
+            noise = rng.normal(size=(epochs + 1, 4, 4)) / np.sqrt(N)
+            full = _fake(base + noise, np.linspace(1, 0.1, epochs))
+            offset = 0.5 + 0.05 * rng.normal(size=(epochs + 1, 4, 4))
+            closure = _fake(base + noise - offset, np.linspace(1, 0.1, epochs))
+            runs.append((N, s, full, closure))
+            members.append(base)
+    limit = {"sigma": np.stack(members), "loss": np.tile(np.linspace(1, 0.1, epochs), (len(runs), 1))}
+    frame, v = L.e6_with_limit(runs, limit)
+    assert len(frame) == 9 and set(v) == {"closure", "limit"}
+    assert v["limit"].verdict == V.HOLDS and v["limit"].interval[0] <= -0.5 <= v["limit"].interval[1]
+    assert v["closure"].verdict == V.DOES_NOT_HOLD
+    assert np.all(frame["err_closure_limit"] > 0.4)
+    # the error column is the root-mean-square over epochs of the largest overlap difference
+    N, s, full, closure = runs[4]
+    want = np.sqrt(np.mean(np.max(np.abs(full.sigma_all - base), axis=(1, 2)) ** 2))
+    assert frame["err_limit"].iloc[4] == pytest.approx(want, rel=1e-12)
+
+
+def test_e6_with_limit_refuses_mismatched_input():
+    arch, S0 = _flip_flop_start(200)
+    run = (200, 0, _fake(np.zeros((5, 4, 4)), np.ones(4)), _fake(np.zeros((5, 4, 4)), np.ones(4)))
+    with pytest.raises(ll.InvalidParameterError, match="2 runs but the limit has 1"):
+        L.e6_with_limit([run, run], {"sigma": np.zeros((1, 5, 4, 4)), "loss": np.ones((1, 4))})
+    with pytest.raises(ll.InvalidParameterError, match="shapes"):
+        L.e6_with_limit([run], {"sigma": np.zeros((1, 6, 4, 4)), "loss": np.ones((1, 5))})
+    with pytest.raises(ll.InvalidParameterError, match="2 starts but 1 seeds"):
+        L.e6_limit_runs(np.stack([S0, S0]), [0], 0.1, 2, 2, 0.1, 4.0)
+    with pytest.raises(ll.InvalidParameterError, match="dtype"):
+        L.e6_limit_runs(S0[None], [0], 0.1, 2, 2, 0.1, 4.0, dtype="float16")
+
+
+def test_savings_with_limit_starts_as_the_closure_and_times_its_own_curves():
+    """The first visit starts where E10's closure starts (Gaussian rows), and the learning times
+    are those of its own loss curves (``savings``)."""
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    arch = ll.Architecture(rank=1, activation="erf")
+    starts = ll.random_overlaps(arch, 3, seed=4).sigma
+    A = ll.tasks.exponential_filter(c=0.2, dt=0.1, T_max=8.0)
+    B = ll.tasks.exponential_filter(c=0.6, dt=0.1, T_max=8.0)
+    lim = L.savings_with_limit(starts, A, B, 0.01, 40, 30, 0.05, nodes=(20, 20, 3, 3), dtype="float64")
+    clo = ll.savings_experiment(arch, starts, A, B, 0.01, 40, 30, 0.05)
+    np.testing.assert_allclose(lim["loss_first"][:, 0], clo["loss_first"][:, 0], rtol=1e-5)
+    assert lim["loss_b"].shape == (3, 30) and lim["loss_again"].shape == (3, 40)
+    want = ll.savings(lim["loss_first"], lim["loss_again"], 0.05)
+    np.testing.assert_array_equal(lim["t_first"], want["t_first"])
+    np.testing.assert_array_equal(lim["t_again"], want["t_again"])
+    # B starts where the first visit ended: the limit's overlaps are continuous across the switch
+    assert np.all(np.isfinite(lim["end_b"])) and not np.allclose(lim["end_b"], lim["end_first"])
+    with pytest.raises(ll.InvalidParameterError, match="sigma0 must be"):
+        L.savings_with_limit(starts[0], A, B, 0.01, 4, 3, 0.05)

@@ -171,12 +171,16 @@ from .experiments.performance import (
     seconds_per_epoch,
 )
 from .experiments.large_n import (
+    E6_LIMIT_NODES,
+    e6_limit_runs,
+    e6_with_limit,
     LARGE_N_ACTIVATIONS,
     large_n_comparison,
     large_n_jobs,
     large_n_scaling,
     large_n_verdicts,
     LIMIT_NODES,
+    savings_with_limit,
     trained_loadings,
     twin_limit_cost,
     vanishing_error_test,

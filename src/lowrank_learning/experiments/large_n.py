@@ -21,6 +21,8 @@ trials, and tests which of the two the networks converge to.
   marginal distributions the closure replaces by Gaussians); :func:`weighted_excess_kurtosis`.
 * :func:`twin_limit_cost`: what the E8 twin protocol would cost with the limit in place of the
   closure (measured on a few epochs).
+* :func:`e6_with_limit` and :func:`savings_with_limit`: E6's full networks and E10's savings
+  experiment (erf units) rerun with the limit in place of the closure.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from ..analysis.stats import bootstrap_error_scaling, levels_off_test
+from ..analysis.agreement import finite_size_scaling
+from ..analysis.predictions import savings
+from ..analysis.stats import bootstrap_error_scaling, levels_off_test, overlap_error_curve
 from ..analysis.verdicts import DOES_NOT_HOLD, NOT_TESTABLE, Verdict, _alpha, combine, decide
 from ..core import cache as _cache
 from ..core._checks import check_choice, check_int, check_seed
@@ -42,12 +46,14 @@ from ..core.overlaps import flatten, overlaps, sample_vectors, sigma_from_named,
 from ..learn.mean_field import NodeCloud, learn_mean_field, learn_mean_field_ensemble, mean_field_nodes
 from ..learn.overlap_space import learn_overlaps
 from ..learn.vectors import learn_vectors
+from ..tasks import exponential_filter, flip_flop
 from .twins import twin_tasks
 from .validation import INIT_OVERLAPS, e9_jobs, e9_task
 
 __all__ = [
     "LIMIT_NODES", "LARGE_N_ACTIVATIONS", "large_n_jobs", "large_n_comparison", "vanishing_error_test",
     "large_n_verdicts", "large_n_scaling", "trained_loadings", "weighted_excess_kurtosis", "twin_limit_cost",
+    "E6_LIMIT_NODES", "e6_limit_runs", "e6_with_limit", "savings_with_limit",
 ]
 
 #: The Gauss-Hermite grid of the limit (points per reference coordinate m, u, v, z; 1024 nodes):
@@ -360,3 +366,149 @@ def twin_limit_cost(epochs: int = 3, nodes=LIMIT_NODES, members: int = 2, n_tria
     per = (time.perf_counter() - t0) / (epochs * members)
     return {"seconds_per_member_epoch": per, "seconds_total": per * int(total_member_epochs),
             "nodes": int(np.prod(nodes))}
+
+
+# ----------------------------------------------------------------------------- E6 and E10 with the limit
+#: The limit's grid for E6 and E10 (324 nodes): their finite-N differences are 1e-2 and more, so a
+#: coarser grid than :data:`LIMIT_NODES` serves; the chapter measures its error against that grid.
+E6_LIMIT_NODES = (6, 6, 3, 3)
+
+
+def e6_limit_runs(Sigma0, seeds, lr: float, epochs: int, n_trials: int, dt: float, T_max: float,
+                  nodes=E6_LIMIT_NODES, dtype: str = "float32") -> dict:
+    """E6's flip-flop learning (erf units, rank 1, SGD with fresh trials) in the large-N limit.
+
+    Parameters
+    ----------
+    Sigma0 : array (E, 4, 4)
+        Each run's initial overlaps (the limit starts from Gaussian rows with these second moments).
+    seeds : sequence of E ints
+        Trial seeds, as ``learn_vectors(..., seed=s)``: member ``i`` sees the trials of ``seeds[i]``.
+    lr, epochs, n_trials, dt, T_max
+        E6's learning rate, epochs and task (``tasks.flip_flop(n_trials, dt, T_max)``).
+    nodes : 4 ints
+        Gauss-Hermite points per reference coordinate (m, u, v, z).
+    dtype : {"float32", "float64"}
+
+    Returns
+    -------
+    dict: ``loss`` (E, epochs), ``sigma`` (E, epochs + 1, 4, 4) (before every update, then after
+    the last), ``seconds`` (wall time, compilation included), ``nodes`` (number of nodes).
+    """
+    check_choice("e6_limit_runs: dtype", dtype, ("float32", "float64"))
+    S0 = np.asarray(Sigma0, dtype=float)
+    if S0.ndim != 3 or S0.shape[1:] != (4, 4):
+        raise InvalidParameterError(f"e6_limit_runs: Sigma0 must be (E, 4, 4), got {S0.shape}")
+    seeds = [check_seed(s) for s in seeds]
+    if len(seeds) != len(S0):
+        raise InvalidParameterError(f"e6_limit_runs: {len(S0)} starts but {len(seeds)} seeds")
+    arch = Architecture(rank=1, activation="erf")
+    task = flip_flop(n_trials=check_int("e6_limit_runs: n_trials", n_trials, 1), dt=dt, T_max=T_max)
+    t0 = time.perf_counter()
+    traj = learn_mean_field_ensemble(arch, S0.astype(dtype), task, float(lr), check_int("e6_limit_runs: epochs", epochs, 1),
+                                     nodes=tuple(nodes), seeds=seeds, record_every=1, progress=False)
+    sigma = np.concatenate([np.asarray(traj.sigma, float), np.asarray(traj.final_sigma, float)[:, None]], axis=1)
+    return {"loss": np.asarray(traj.loss, dtype=float), "sigma": sigma, "seconds": time.perf_counter() - t0,
+            "nodes": int(np.prod(nodes))}
+
+
+def _rms_error(a, b) -> float:
+    return float(np.sqrt(np.mean(overlap_error_curve(a, b) ** 2)))
+
+
+def e6_with_limit(runs, limit: dict, *, tail: int | None = None, alpha: float = 0.05) -> tuple:
+    """E6's finite-N comparison with the large-N limit as a second reference.
+
+    Parameters
+    ----------
+    runs : sequence of (N, seed, full, closure)
+        E6's runs: network size, seed, the full network's and the Gaussian closure's
+        Trajectory (exact map), all of one length, on the same trials.
+    limit : dict
+        :func:`e6_limit_runs` from the same starts (``overlaps`` of each run's initial vectors) and
+        trial seeds, in the order of ``runs``.
+    tail : int, optional
+        Epochs averaged for the final losses (default: the last 5%).
+    alpha : float
+        Level of the finite-size tests.
+
+    Returns
+    -------
+    (frame, verdicts): a DataFrame with one row per run, columns ``N``, ``seed``, ``err_closure``
+    and ``err_limit`` (root-mean-square over epochs of the largest overlap difference of the full
+    network from each reference, E6's finite-N error), ``err_closure_limit`` (the same between the
+    two references), ``end_closure``, ``end_limit`` (largest difference after the last update),
+    ``loss_full``, ``loss_closure``, ``loss_limit`` (final losses); and a dict of two
+    :func:`~lowrank_learning.finite_size_scaling` verdicts, ``closure`` and ``limit``: whether the
+    full network's difference from each reference shrinks with N.
+    """
+    runs = list(runs)
+    sig = np.asarray(limit["sigma"], dtype=float)
+    if sig.shape[0] != len(runs):
+        raise InvalidParameterError(f"e6_with_limit: {len(runs)} runs but the limit has {sig.shape[0]} members")
+    rows = []
+    for k, (N, seed, full, closure) in enumerate(runs):
+        f, c, m = (np.asarray(x, dtype=float) for x in (full.sigma_all, closure.sigma_all, sig[k]))
+        if not (f.shape == c.shape == m.shape):
+            raise InvalidParameterError(f"e6_with_limit: run {k} has overlap histories of shapes {f.shape}, "
+                                        f"{c.shape} and {m.shape} (full, closure, limit)")
+        t = max(1, f.shape[0] // 20) if tail is None else check_int("e6_with_limit: tail", tail, 1)
+        rows.append(dict(N=int(N), seed=int(seed), err_closure=_rms_error(f, c), err_limit=_rms_error(f, m),
+                         err_closure_limit=_rms_error(c, m), end_closure=float(np.max(np.abs(f[-1] - c[-1]))),
+                         end_limit=float(np.max(np.abs(f[-1] - m[-1]))),
+                         loss_full=float(np.mean(np.asarray(full.loss)[-t:])),
+                         loss_closure=float(np.mean(np.asarray(closure.loss)[-t:])),
+                         loss_limit=float(np.mean(np.asarray(limit["loss"])[k, -t:]))))
+    frame = pd.DataFrame(rows)
+    claims = {"closure": "E6's full networks approach the Gaussian closure as N grows",
+              "limit": "E6's full networks approach the large-N limit as N grows"}
+    verdicts = {ref: finite_size_scaling(frame["N"], frame[f"err_{ref}"], claim=claims[ref], alpha=alpha)
+                for ref in claims}
+    return frame, verdicts
+
+
+def savings_with_limit(sigma0, task_a, task_b, lr: float, epochs_a: int, epochs_b: int, level: float,
+                       nodes=E6_LIMIT_NODES, dtype: str = "float32") -> dict:
+    """E10's savings experiment (learn A, then B, then A again) for erf units in the large-N limit.
+
+    The limit's rows start Gaussian with the overlaps ``sigma0`` (E, 4, 4) and are carried from one
+    task to the next as moved nodes (no Gaussian closure anywhere). The invisible-reset control of
+    :func:`~lowrank_learning.savings_experiment` has no counterpart here: a moved, non-Gaussian
+    distribution of rows has no "same visible, reset invisible" state that is defined by the
+    overlaps alone.
+
+    Parameters
+    ----------
+    sigma0 : array (E, 4, 4)
+    task_a, task_b : Batch
+        Fixed tasks (E10: ``tasks.exponential_filter`` with ``c_A``, ``c_B``).
+    lr, epochs_a, epochs_b, level
+        As in :func:`~lowrank_learning.savings_experiment`.
+    nodes : 4 ints;  dtype : {"float32", "float64"}
+
+    Returns
+    -------
+    dict: ``loss_first``, ``loss_again`` (E, epochs_a), ``loss_b`` (E, epochs_b); ``end_first``,
+    ``end_b``, ``end_again`` (E, 4, 4); ``t_first``, ``t_again``, ``savings`` (E,) (see
+    :func:`~lowrank_learning.savings`); ``seconds``; ``nodes``.
+    """
+    check_choice("savings_with_limit: dtype", dtype, ("float32", "float64"))
+    S0 = np.asarray(sigma0, dtype=float)
+    if S0.ndim != 3 or S0.shape[1:] != (4, 4):
+        raise InvalidParameterError(f"savings_with_limit: sigma0 must be (E, 4, 4), got {S0.shape}")
+    epochs_a = check_int("savings_with_limit: epochs_a", epochs_a, 1)
+    epochs_b = check_int("savings_with_limit: epochs_b", epochs_b, 1)
+    arch = Architecture(rank=1, activation="erf")
+    kw = dict(progress=False, return_nodes=True)
+    t0 = time.perf_counter()
+    a1, cloud = learn_mean_field_ensemble(arch, S0.astype(dtype), task_a, float(lr), epochs_a, nodes=tuple(nodes),
+                                          record_every=epochs_a, **kw)
+    b, cloud = learn_mean_field_ensemble(arch, None, task_b, float(lr), epochs_b, nodes=cloud, record_every=epochs_b,
+                                         **kw)
+    a2, _ = learn_mean_field_ensemble(arch, None, task_a, float(lr), epochs_a, nodes=cloud, record_every=epochs_a, **kw)
+    s = savings(a1.loss, a2.loss, level)
+    return {"loss_first": np.asarray(a1.loss, float), "loss_b": np.asarray(b.loss, float),
+            "loss_again": np.asarray(a2.loss, float), "end_first": np.asarray(a1.final_sigma, float),
+            "end_b": np.asarray(b.final_sigma, float), "end_again": np.asarray(a2.final_sigma, float),
+            "t_first": s["t_first"], "t_again": s["t_again"], "savings": s["savings"],
+            "seconds": time.perf_counter() - t0, "nodes": int(np.prod(nodes))}
