@@ -147,6 +147,24 @@ def test_notebooks_start_when_their_cores_are_free(repo):
     assert rp.reproduce(root=repo, profile="paper", progress=False) == 2
 
 
+def test_notebook_after_another_waits_for_it(repo, capsys):
+    """``after``: a notebook that reuses another's cached results starts once that one has finished
+    (when both are to run), without holding back the notebooks behind it."""
+    (repo / "notebooks" / "profiles.yml").write_text(PROFILES.replace(
+        'title: "Failing notebook"', 'title: "Failing notebook"\n  after: [good]'))
+    good, bad = rp.plan(rp.Layout(repo), "paper")
+    assert (good.after, bad.after) == ((), ("good",))
+    assert schedule([bad, good], [], capacity=2, jobs=2) == [good]           # bad waits for good ...
+    assert schedule([bad], [1], capacity=2, jobs=2, unfinished=["good"]) == []  # ... while it runs
+    assert schedule([bad], [], capacity=2, jobs=2) == [bad]                  # then starts
+    assert schedule([bad], [], capacity=2, jobs=2, unfinished=["other"]) == [bad]
+    for after in ("[missing]", "[bad]", "good"):
+        (repo / "notebooks" / "profiles.yml").write_text(PROFILES.replace(
+            'title: "Failing notebook"', f'title: "Failing notebook"\n  after: {after}'))
+        assert rp.reproduce(root=repo, profile="paper", progress=False) == 2
+        assert "bad.after" in capsys.readouterr().err
+
+
 def test_longest_notebook_starts_first(repo, capsys):
     """Order of execution: the longer of the last timed run of the same profile and the
     registry's minutes estimate, longest first; the summary and the book keep book order."""

@@ -35,10 +35,12 @@ def _estimates(path: Path, name: str, entry: dict, key: str, least: float) -> di
 
 def load_profiles(path: Path) -> dict[str, dict]:
     """Read the registry: ``{name: {"title": str, "minutes": {profile: float}, "cores": {profile:
-    float}, "profiles": {profile: {param: value}}}}``. ``minutes`` (optional) is the approximate wall
-    time per profile, used only to start the longest notebooks first, and ``cores`` (optional,
-    default 1) the number of cores a run keeps busy, used only to decide what runs beside it; both
-    are estimates for when no earlier run of that profile has been timed."""
+    float}, "after": (name, ...), "profiles": {profile: {param: value}}}}``. ``minutes`` (optional)
+    is the approximate wall time per profile, used only to start the longest notebooks first, and
+    ``cores`` (optional, default 1) the number of cores a run keeps busy, used only to decide what
+    runs beside it; both are estimates for when no earlier run of that profile has been timed.
+    ``after`` (optional) lists notebooks whose results this one reuses from the result cache: when
+    both run, it starts once they have finished."""
 
     yaml = optional("yaml")
     path = Path(path)
@@ -59,17 +61,26 @@ def load_profiles(path: Path) -> dict[str, dict]:
         title = entry.get("title", name)
         minutes = _estimates(path, name, entry, "minutes", 0)
         cores = _estimates(path, name, entry, "cores", 1)
+        after = entry.get("after", [])
+        if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+            raise ReproduceError(f"{path}: {name}.after must be a list of notebook names, got {after!r}")
         profiles = {}
         for key, value in entry.items():
-            if key in ("title", "minutes", "cores"):
+            if key in ("title", "minutes", "cores", "after"):
                 continue
             value = {} if value is None else value
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
                 raise ReproduceError(f"{path}: {name}.{key} must map parameter names to values")
             profiles[key] = value
-        out[name] = {"title": str(title), "minutes": minutes, "cores": cores, "profiles": profiles}
+        out[name] = {"title": str(title), "minutes": minutes, "cores": cores, "after": tuple(after),
+                     "profiles": profiles}
     if not out:
         raise ReproduceError(f"{path} lists no notebooks")
+    for name, entry in out.items():
+        unknown = [a for a in entry["after"] if a not in out or a == name]
+        if unknown:
+            raise ReproduceError(f"{path}: {name}.after names {', '.join(map(repr, unknown))}, which "
+                                 f"{'is' if len(unknown) == 1 else 'are'} not another notebook of the registry")
     return out
 
 
@@ -179,6 +190,7 @@ class Job:
     up_to_date: bool = False
     minutes: float | None = None  # the registry's estimate for this profile (ordering only)
     cores: float | None = None  # the registry's estimate of the cores it keeps busy (scheduling only)
+    after: tuple = ()  # notebooks to finish first when they run too (their cached results are reused)
 
     @property
     def profile(self) -> str:
@@ -252,5 +264,6 @@ def plan(layout: Layout, profile: str = "paper", only=None, sets=(), force: bool
         stamp_path = layout.results / f"{name}.stamp.json"
         fresh = not force and is_up_to_date(output, stamp_path, stamp)
         jobs.append(Job(name, registry[name]["title"], source, output, stamp_path, cell, resolved, stamp, fresh,
-                        registry[name]["minutes"].get(profile), registry[name]["cores"].get(profile)))
+                        registry[name]["minutes"].get(profile), registry[name]["cores"].get(profile),
+                        registry[name]["after"]))
     return jobs

@@ -361,17 +361,22 @@ def expected_cores(job, capacity: int) -> int:
     return int(min(max(round(need), 1), capacity))
 
 
-def schedule(todo: list, running: list, capacity: int, jobs: int) -> list:
+def schedule(todo: list, running: list, capacity: int, jobs: int, unfinished=()) -> list:
     """The jobs of ``todo`` (in its order) to start now, given the cores each running job keeps
     busy (``running``, a list of ints) on ``capacity`` cores and at most ``jobs`` notebooks at
     once: jobs in order while they fit in the cores left over. The first job that does not fit
     holds back those after it (strict order, so that a long two-core chapter is not kept waiting
     by a stream of one-core ones); a job that needs more than ``capacity`` starts only when
-    nothing runs (:func:`expected_cores` caps its need at ``capacity``)."""
+    nothing runs (:func:`expected_cores` caps its need at ``capacity``). A job whose ``after``
+    names a notebook in ``todo`` or in ``unfinished`` (the names of the running ones) waits
+    without holding back the others: it reuses that notebook's results from the result cache."""
     free = capacity - sum(running)
     n = len(running)
     start = []
+    waiting = {j.name for j in todo} | set(unfinished)
     for j in todo:
+        if any(a in waiting for a in getattr(j, "after", ())):
+            continue
         need = expected_cores(j, capacity)
         if n >= jobs or need > free:
             break
@@ -439,7 +444,8 @@ def reproduce(root=None, profile: str = "paper", only=None, jobs: int | None = N
         try:
             pending, running = list(todo), {}
             while pending or running:
-                for j in schedule(pending, list(running.values()), capacity, jobs):
+                for j in schedule(pending, list(running.values()), capacity, jobs,
+                                  unfinished=[futures[f].name for f in running]):
                     pending.remove(j)
                     fut = pool.submit(_run_child, j, layout.notebooks, env, tmpdir, children)
                     futures[fut] = j
