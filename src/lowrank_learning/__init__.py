@@ -45,6 +45,16 @@ from .core.overlaps import (
     validate_sigma,
 )
 from .core.provenance import lowrank_version, provenance
+from .core.conventions import (
+    ARRAY_NAMES,
+    CONVENTIONS,
+    from_vectors,
+    ImportedNetwork,
+    load_network,
+    save_network,
+    simulate_convention,
+    to_convention,
+)
 
 # tasks
 from . import tasks
@@ -141,6 +151,12 @@ from .analysis.predictions import (
     savings,
     savings_experiment,
 )
+from .analysis.diagnose import (
+    diagnose,
+    Diagnosis,
+    gaussian_null,
+    monte_carlo_verdict,
+)
 from .analysis.verdicts import (
     VERDICTS,
     Verdict,
@@ -206,6 +222,13 @@ from .experiments.validation import (
     seed_summary,
     teacher_batch,
     TEACHER_OVERLAPS,
+)
+from .experiments.own_network import (
+    CONTEXT_RULES,
+    context_task,
+    departure_verdict,
+    predict_learning,
+    probe_network,
 )
 
 # pipeline
