@@ -59,6 +59,10 @@ def _is_glue_or_print(node: ast.stmt) -> bool:
     return (isinstance(f, ast.Name) and f.id in ("glue", "print")) or (isinstance(f, ast.Attribute) and f.attr == "glue")
 
 
+def _plain_name(target: ast.expr) -> bool:
+    return isinstance(target, ast.Name) or (isinstance(target, ast.Tuple) and all(map(_plain_name, target.elts)))
+
+
 def _bookkeeping(body: list[ast.stmt], top: bool) -> bool:
     """Only glue/print calls, loops and branches over them, and (inside those) plain assignments."""
     for node in body:
@@ -66,8 +70,8 @@ def _bookkeeping(body: list[ast.stmt], top: bool) -> bool:
             continue
         if isinstance(node, (ast.For, ast.If)) and _bookkeeping(node.body + node.orelse, top=False):
             continue
-        if not top and isinstance(node, (ast.Assign, ast.AugAssign)):
-            continue
+        if not top and isinstance(node, ast.Assign) and all(_plain_name(t) for t in node.targets):
+            continue  # a loop variable's helper (key = ...), not a stored result (verdicts[k] = ...)
         return False
     return True
 
@@ -176,6 +180,7 @@ def test_glue_only_is_not_computation():
     assert not glue_only("x = f(1)\nglue('a', x)")
     assert not glue_only("fig, ax = page_figure()\nglue('f', fig)")
     assert not glue_only("# a comment only")
+    assert not glue_only("for k in ks:\n    verdicts[k] = test(k)\n    glue(k, verdicts[k])")
 
 
 def test_injected_parameters_are_collapsed_on_the_page(tmp_path):
