@@ -146,11 +146,15 @@ def departure_verdict(err, redraw_err, *, alpha: float = 0.05) -> Verdict:
 
 
 def probe_network(arch: Architecture, Sigma, tasks: Mapping, *, n: int, lr: float, epochs: int,
-                  n_permutations: int = 99, alpha: float = 0.05, seed: int = 0) -> dict:
+                  n_permutations: int = 99, alpha: float = 0.05, seed: int = 0,
+                  norm_range: tuple[float, float] | None = None, cross_scale: float | None = None) -> dict:
     """Which probe task best reveals the invisible overlaps of networks that behave like ``Sigma``.
 
     ``n`` networks with the visible overlaps of ``Sigma`` and random invisible ones
-    (:func:`~lowrank_learning.degenerate_ensemble`, seed ``seed``) learn each probe task in
+    (:func:`~lowrank_learning.degenerate_ensemble`, seed ``seed``; invisible norms uniform in
+    ``norm_range``, invisible cross overlaps ``N(0, cross_scale^2)``, by default
+    ``(0.5 s, 2 s)`` and ``0.4 s`` with ``s`` the largest invisible norm of ``Sigma``, so that
+    a trained network's large norms stay within reach) learn each probe task in
     overlap space (:func:`~lowrank_learning.probe_curves`; the tasks' batches need one shape, dt
     and loss); a cross-validated ridge regression reads their invisible overlaps from the learning
     curves (:func:`~lowrank_learning.decode_from_curves`, ``n_permutations`` shuffles), and
@@ -163,7 +167,13 @@ def probe_network(arch: Architecture, Sigma, tasks: Mapping, *, n: int, lr: floa
     """
     if not isinstance(tasks, Mapping) or not tasks:
         raise InvalidParameterError("tasks must be a non-empty dict name -> task")
-    ens = degenerate_ensemble(arch, Sigma, n, seed=seed)
+    S = np.asarray(Sigma, dtype=float)
+    if S.shape != (arch.K, arch.K):
+        raise InvalidParameterError(f"Sigma must have shape ({arch.K}, {arch.K}), got {S.shape}")
+    norms = [S[i, i] for i, j in map(arch.overlap_pair, arch.invisible_names) if i == j]
+    scale = max(norms) if norms and max(norms) > 0 else 1.0
+    ens = degenerate_ensemble(arch, S, n, seed=seed, cross_scale=0.4 * scale if cross_scale is None else cross_scale,
+                              norm_range=(0.5 * scale, 2.0 * scale) if norm_range is None else norm_range)
     curves = probe_curves(arch, ens.sigma, tasks, lr, epochs, seed=seed)
     decoded = {t: decode_from_curves(curve_features(c), ens.invisible, n_permutations=n_permutations, seed=seed)
                for t, c in curves.items()}
