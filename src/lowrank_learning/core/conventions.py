@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_choice, check_instance, check_positive
+from ._checks import check_choice, check_instance, check_positive, check_seed
 from .activations import ACTIVATIONS, phi
 from .architecture import Architecture
 from .batch import LOSSES, Batch
@@ -285,7 +285,7 @@ def from_vectors(input_weights, left, right, readout, *, activation: str, readou
                        tau=float(tau), dt=float(dt))
     net = ImportedNetwork(found, X, a, conventions)
     if check_inputs is None:
-        check_inputs = np.random.default_rng(seed).standard_normal((2, 20, n_in))
+        check_inputs = np.random.default_rng(check_seed(seed)).standard_normal((2, 20, n_in))
     x = np.asarray(check_inputs, dtype=float)
     if x.ndim != 3 or x.shape[2] != n_in or not np.all(np.isfinite(x)):
         raise InvalidParameterError(f"check_inputs must be a finite array (B, T, n_in={n_in}), got shape {x.shape}")
