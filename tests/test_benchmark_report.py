@@ -33,8 +33,8 @@ def _results(kind: str) -> list[tuple[str, dict]]:
     out = []
     for path in files:
         data = json.loads(path.read_text(encoding="utf-8"))
-        found = ("epochs" if "workloads" in data else "mean_field" if data.get("kind") == "mean_field"
-                 else "scaling" if "N" in data else "other")
+        found = ("epochs" if "workloads" in data else data["kind"] if data.get("kind") in ("mean_field", "own_network")
+                 else "scaling" if "N" in data and any(a in data for a in ("linear", "erf")) else "other")
         if found == kind:
             out.append((path.relative_to(BENCH / "results").with_suffix("").as_posix(), data))
     return out
@@ -127,6 +127,16 @@ def test_mean_field_results_are_shown_with_their_goal():
         m = re.search(rf"one {data['epochs']}-epoch E9 job costs ([0-9.,]+) s .*?\(`{re.escape(label)}`\)", summary, re.S)
         assert m, label
         assert _close(_number(m.group(1)), v["warm"]), label
+
+
+def test_own_network_timings_are_shown_with_their_goal():
+    text = (BENCH / "README.md").read_text(encoding="utf-8")
+    for label, data in _results("own_network"):
+        section = text.split(f"### `results/{label}.json`", 1)[1].split("\n### ", 1)[0]
+        met = "met" if data["total_median_s"] <= data["goal_s"] else "not met"
+        assert f"goal <= {data['goal_s']:g} s: {met}." in section, label
+        m = re.search(rf"takes ([0-9.,]+) s \(median; goal <= [0-9.]+ s; `{re.escape(label)}`\)", _summary())
+        assert m and _close(_number(m.group(1)), data["total_median_s"]), label
 
 
 @pytest.fixture
