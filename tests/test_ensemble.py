@@ -23,6 +23,11 @@ def _random_sigma(arch, rng, N=60):
 NUMBA_SHAPES = {(1, 1, 1), (2, 2, 1), (3, 1, 2)}  # (rank, n_in, n_out)
 
 
+# the reference: autodiff through run_latent, compiled as one program (run op by op, its scans
+# and their transposes would each compile on their own)
+_autodiff_reference = jax.jit(jax.value_and_grad(ll.overlap_loss, argnums=1), static_argnums=0)
+
+
 @settings(max_examples=12, deadline=None)
 @given(rank=st.integers(1, 3), n_in=st.integers(1, 2), n_out=st.integers(1, 2),
        act=st.sampled_from(["linear", "erf", "tanh"]), kind=st.sampled_from(["sum_time", "masked_mean"]),
@@ -34,7 +39,7 @@ def test_adjoint_equals_autodiff(rank, n_in, n_out, act, kind, seed):
     B, T = 3, 25
     batch = ll.Batch(rng.standard_normal((B, T, n_in)), rng.standard_normal((B, T, n_out)),
                      (rng.random((B, T, n_out)) > 0.3) * 1.0, 0.1, kind)
-    l_ref, G_ref = jax.value_and_grad(ll.overlap_loss, argnums=1)(arch, jnp.asarray(S), batch)
+    l_ref, G_ref = _autodiff_reference(arch, jnp.asarray(S), batch)
     # numba covers linear and erf units; each shape compiles once per machine (seconds), so the
     # default suite checks it on a fixed set of shapes (tests/test_kernels.py has the rest)
     kernels = ["xla"] + (["numba"] if act != "tanh" and (rank, n_in, n_out) in NUMBA_SHAPES else [])
@@ -189,6 +194,39 @@ def test_schedule_that_never_triggers_has_no_drop_epoch():
         ll.Piecewise((0.1, 0.2), boundaries=(3, 5))
     with pytest.raises(ll.InvalidParameterError, match="increase"):
         ll.Piecewise((0.1, 0.2, 0.3), boundaries=(5, 3))
+
+
+def test_schedules_are_pytrees_and_rates_share_one_compilation():
+    """A schedule's numbers are traced (leaves), its kind and boundaries are not: runs that differ
+    only in their rates (or seeds) reuse one compiled loop, and a rebuilt schedule equals the original."""
+    from lowrank_learning.learn import overlap_space, vectors
+
+    for sched, leaves in ((ll.Constant(0.05), [0.05]), (ll.Piecewise((0.1, 0.2), (3,)), [0.1, 0.2]),
+                          (ll.DropBelow(0.05, 0.1, 4.0), [0.05, 0.1, 4.0, 0.05 / 4.0])):
+        flat, tree = jax.tree_util.tree_flatten(sched)
+        assert flat == leaves
+        assert jax.tree_util.tree_unflatten(tree, flat) == sched
+    assert jax.tree_util.tree_structure(ll.Piecewise((0.1, 0.2), (3,))) != \
+        jax.tree_util.tree_structure(ll.Piecewise((0.1, 0.2), (4,)))
+    arch = ll.Architecture(activation="tanh")  # XLA kernel: the whole loop is one jit cache entry
+    ff, _ = _short_tasks()
+    X0 = ll.sample_vectors(arch, 30, seed=0)
+    runs = {}
+    for fn, run in ((overlap_space._overlap_chunk, lambda lr: ll.learn_overlaps(arch, ll.overlaps(X0), ff, lr, 5,
+                                                                                 progress=False)),
+                    (vectors._vector_chunk, lambda lr: ll.learn_vectors(arch, X0, ff, lr, 5, progress=False))):
+        run(0.05)
+        size = fn._cache_size()
+        for lr in (0.03, ll.DropBelow(0.02, 0.5, 2.0), ll.DropBelow(0.04, 0.1, 3.0)):
+            runs[fn, str(lr)] = run(lr)
+        assert fn._cache_size() == size + 1  # the DropBelow kind compiled once, new rates none
+        np.testing.assert_array_equal(runs[fn, "0.03"].lrs, 0.03)
+    # the seeds of the overlap learners' trials are traced too: a new seed, new trials, no compilation
+    size = overlap_space._overlap_chunk._cache_size()
+    a, b = (ll.learn_overlaps(arch, ll.overlaps(X0), ff, 0.05, 5, seed=s, progress=False) for s in (7, 8))
+    assert overlap_space._overlap_chunk._cache_size() == size and not np.array_equal(a.loss[1:], b.loss[1:])
+    assert not np.array_equal(runs[vectors._vector_chunk, "0.03"].loss,
+                              runs[vectors._vector_chunk, str(ll.DropBelow(0.02, 0.5, 2.0))].loss)
 
 
 # ----------------------------------------------------------------------- float32 chaining

@@ -41,6 +41,12 @@ class _Members:
     batch: tuple
 
 
+# A pytree: the seeds are leaves (traced, so that runs differing only in their seeds share one
+# compiled loop), the rows and batch shapes its static structure.
+jax.tree_util.register_pytree_node(
+    _Members, lambda m: ((m.seeds,), (m.row, m.batch)), lambda aux, leaves: _Members(leaves[0], *aux))
+
+
 def _members(arch, tasks, seeds, E):
     """Group the members by task (equal samplers, or the same Batch object) and seed."""
     if isinstance(tasks, (Batch,)) or callable(tasks):

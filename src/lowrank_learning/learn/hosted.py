@@ -15,7 +15,7 @@ from ..core.batch import Batch
 from ._members import _ensemble_batch
 
 
-@partial(jax.jit, static_argnames=("static", "members", "n", "dtype"))
+@partial(jax.jit, static_argnames=("static", "n", "dtype"))
 def _chunk_batches(dynamic, start, *, static, members, n, dtype):
     """The distinct batches of epochs ``start .. start + n - 1``, time-major for the kernel:
     inputs (n, G, Din, T, B), targets and mask (n, G, Dout, T, B). The same trials as

@@ -331,7 +331,7 @@ def mean_field_gradient(arch: Architecture, nodes, weights, batch: Batch):
 
 
 # ----------------------------------------------------------------------------- the learners
-@partial(jax.jit, static_argnames=("arch", "static", "members", "sched", "C"))
+@partial(jax.jit, static_argnames=("arch", "static", "C"))
 def _mf_chunk(state, start, end, dynamic, w, plastic, *, arch, static, members, sched, C):
     X0, _ = state
     E, _, K = X0.shape

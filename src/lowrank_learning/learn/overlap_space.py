@@ -76,7 +76,7 @@ def flow_rhs(arch: Architecture, Sigma, batch: Batch, plastic=None):
     return _rhs_jit(arch, Sigma, batch, P)
 
 
-@partial(jax.jit, static_argnames=("arch", "static", "members", "rule", "sched", "C", "substeps", "kernel",
+@partial(jax.jit, static_argnames=("arch", "static", "rule", "C", "substeps", "kernel",
                                    "hosted"))
 def _overlap_chunk(state, start, end, dynamic, plastic, token=0, *, arch, static, members, rule, sched, C,
                    substeps, kernel, hosted=None):

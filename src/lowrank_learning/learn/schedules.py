@@ -12,12 +12,19 @@ nothing per epoch in Python and a loss-triggered drop happens inside the loop, n
 * :class:`DropBelow` ``(lr, threshold, factor)``: ``lr`` until the first epoch whose loss is
   below ``threshold``; from that epoch on (its own update included) ``lr / factor``. The epoch is
   recorded (``Trajectory.drop_epoch``). book/experiments.md, E8: ``DropBelow(0.01, 0.015, 5)``.
+
+Every schedule is also a JAX pytree whose leaves are its numbers (the rates, the threshold) and
+whose structure is its kind (and a piecewise schedule's boundaries). The learners pass it to
+their compiled loop as an argument, not as a compile-time constant, so runs that differ only in
+their rates share one compilation. The leaves hold the same Python floats the constants held
+(``lr / factor`` is divided in Python), so the numbers do not change.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -120,6 +127,8 @@ class DropBelow(Schedule):
         object.__setattr__(self, "lr", check_positive("DropBelow.lr", self.lr))
         object.__setattr__(self, "threshold", check_positive("DropBelow.threshold", self.threshold))
         object.__setattr__(self, "factor", check_positive("DropBelow.factor", self.factor))
+        # the rate after the drop, divided once in Python (float64) as a constant would be
+        object.__setattr__(self, "_low", self.lr / self.factor)
 
     @property
     def first(self) -> float:
@@ -127,8 +136,34 @@ class DropBelow(Schedule):
 
     def rate(self, state, e, loss):
         state = jnp.where((state < 0) & (loss < self.threshold), jnp.asarray(e, jnp.int32), state)
-        lr = jnp.where(state >= 0, self.lr / self.factor, self.lr)
+        lr = jnp.where(state >= 0, self._low, self.lr)
         return lr, state
+
+
+# ----------------------------------------------------------------------------- pytrees
+# (leaf names, static names) per schedule: the leaves are traced, the static part is hashed.
+_PYTREE = {Constant: (("lr",), ()), Piecewise: (("values",), ("boundaries",)),
+           DropBelow: (("lr", "threshold", "factor", "_low"), ())}
+
+
+def _flatten(sched):
+    leaves, static = _PYTREE[type(sched)]
+    return tuple(getattr(sched, n) for n in leaves), tuple(getattr(sched, n) for n in static)
+
+
+def _unflatten(cls, static, leaves):
+    """Rebuild without ``__post_init__``: the leaves may be tracers (checked when first built)."""
+    obj = object.__new__(cls)
+    names_leaves, names_static = _PYTREE[cls]
+    for n, v in zip(names_leaves, leaves):
+        object.__setattr__(obj, n, v)
+    for n, v in zip(names_static, static):
+        object.__setattr__(obj, n, v)
+    return obj
+
+
+for _cls in _PYTREE:
+    jax.tree_util.register_pytree_node(_cls, _flatten, lambda static, leaves, cls=_cls: _unflatten(cls, static, leaves))
 
 
 def as_schedule(lr, where: str = "lr") -> Schedule:

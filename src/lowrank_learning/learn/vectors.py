@@ -105,7 +105,7 @@ def redraw_gaussian(X, plastic, key):
     return jnp.where(p.astype(bool)[None, :], Y, X).astype(dtype)
 
 
-@partial(jax.jit, static_argnames=("arch", "static", "optimizer", "sched", "C", "redraw_every"))
+@partial(jax.jit, static_argnames=("arch", "static", "optimizer", "C", "redraw_every"))
 def _vector_chunk(state, start, end, dynamic, key, plastic, noise, redraw_key, *, arch, static, optimizer, sched, C,
                   redraw_every=None):
     N = state[0].shape[0]
