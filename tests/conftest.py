@@ -2,6 +2,10 @@
 
 Tests run in float64: exactness claims (1e-9 relative) are checked at double precision.
 
+Compiled XLA programs go to the shared persistent compilation cache (beside the numba kernels,
+``lowrank_learning.core._kernels.use_jax_cache``): the pytest-xdist workers, and later runs,
+compile each program once. ``JAX_COMPILATION_CACHE_DIR`` overrides the folder (empty: no cache).
+
 Hypothesis profiles, chosen with the environment variable ``HYPOTHESIS_PROFILE``:
 
 - ``deterministic`` (the default; every push and pull request in CI): examples are derived from
@@ -18,7 +22,10 @@ import os
 import jax
 from hypothesis import settings
 
+from lowrank_learning.core._kernels import use_jax_cache
+
 jax.config.update("jax_enable_x64", True)
+use_jax_cache()
 
 PROFILE_ENV = "HYPOTHESIS_PROFILE"
 settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)

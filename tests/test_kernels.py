@@ -1,6 +1,8 @@
 """The compiled CPU kernel (numba) against the XLA adjoint: ensembles, shared trials, vmap,
 float32, the learners, and the choice of kernel."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,7 +34,8 @@ def _check_against_xla(rank, n_in, n_out, act, kind, E, B, seed):
     rng = np.random.default_rng(seed)
     S = _sigmas(arch, E, rng)
     x, y, m = _data(E, B, 17, n_in, n_out, rng)
-    l1, G1 = ll.ensemble_value_and_grad(arch, jnp.asarray(S), x, y, m, 0.1, kind, kernel="xla")
+    # both compiled whole (op by op, the XLA version's scans would each compile on their own)
+    l1, G1 = jax.jit(lambda S_: ll.ensemble_value_and_grad(arch, S_, x, y, m, 0.1, kind, kernel="xla"))(S)
     l2, G2 = jax.jit(lambda S_: ll.ensemble_value_and_grad(arch, S_, x, y, m, 0.1, kind, kernel="numba"))(S)
     np.testing.assert_allclose(np.asarray(l2), np.asarray(l1), rtol=1e-12, atol=0)
     np.testing.assert_allclose(np.asarray(G2), np.asarray(G1), rtol=0, atol=1e-12 * float(np.max(np.abs(G1))))
@@ -207,3 +210,23 @@ def test_concurrent_calls_do_not_share_scratch():
         for (l1, G1), (l2, G2) in zip(alone, together):
             np.testing.assert_array_equal(l2, l1)
             np.testing.assert_array_equal(G2, G1)
+
+
+def test_jax_compilation_cache_settings_and_pruning(tmp_path, monkeypatch):
+    """The shared compilation cache lives beside the kernels unless JAX_COMPILATION_CACHE_DIR is set;
+    pruning drops the least recently used files first, down to the size limit."""
+    monkeypatch.setenv("LOWRANK_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.delenv(_kernels.JAX_CACHE_ENV, raising=False)
+    env = _kernels.jax_cache_settings()
+    assert env[_kernels.JAX_CACHE_ENV] == str(tmp_path / "jax")
+    monkeypatch.setenv(_kernels.JAX_CACHE_ENV, "")  # the user's choice (here: no cache) is kept
+    assert _kernels.jax_cache_settings() == {}
+    folder = tmp_path / "jax"
+    folder.mkdir()
+    for i in range(5):  # 100 bytes each, file i last used at time i
+        f = folder / f"entry{i}"
+        f.write_bytes(b"x" * 100)
+        os.utime(f, (1000 + i, 1000 + i))
+    _kernels._prune(folder, 250)
+    assert sorted(p.name for p in folder.iterdir()) == ["entry3", "entry4"]
+    _kernels._prune(tmp_path / "missing", 0)  # nothing to prune: no error

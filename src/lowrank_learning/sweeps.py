@@ -18,6 +18,7 @@ raises is reported with its parameters and does not lose the others.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import itertools
 import multiprocessing
 import os
@@ -35,6 +36,7 @@ from tqdm import tqdm
 from .core import cache as _cache
 from .core._atomic import atomic_open
 from .core._checks import check_choice, check_int, check_positive
+from .core._kernels import use_jax_cache
 from .core.errors import InvalidParameterError, LowRankError
 
 __all__ = ["grid", "run_sweep", "write_csv", "JobFailure", "SweepError", "SchedulerUnreachableError", "ERRORS"]
@@ -126,6 +128,19 @@ def _compute_safe(fn, params: dict, x64: bool):
         return ("error", f"{type(exc).__name__}: {exc}", traceback.format_exc())
 
 
+@functools.lru_cache(maxsize=1)
+def _worker_setup() -> None:
+    """Once per local worker process: JAX's persistent compilation cache, so that the workers
+    compile each configuration once between them (:func:`~lowrank_learning.core._kernels.use_jax_cache`)."""
+    use_jax_cache()
+
+
+def _worker_compute_safe(fn, params: dict, x64: bool):
+    """:func:`_compute_safe` in a local worker process."""
+    _worker_setup()
+    return _compute_safe(fn, params, x64)
+
+
 # ----------------------------------------------------------------------------- executors
 def _connect(scheduler, timeout: float):
     try:
@@ -188,7 +203,7 @@ def _run_pending(fn, pending, x64, workers, scheduler, timeout, on_done):
         )
     ctx = multiprocessing.get_context("spawn")  # JAX is not fork-safe
     with cf.ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx) as pool:
-        futures = {pool.submit(_compute_safe, fn, params, x64): i for i, params in pending}
+        futures = {pool.submit(_worker_compute_safe, fn, params, x64): i for i, params in pending}
         try:
             for fut in cf.as_completed(futures):
                 try:

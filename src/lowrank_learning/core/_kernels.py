@@ -128,6 +128,59 @@ def _cache_dir() -> Path | None:
         return None
 
 
+# JAX's persistent compilation cache: compiled XLA programs kept on disk beside the numba kernels,
+# so that processes running the same programs (pytest-xdist workers, sweep workers, the chapters'
+# kernels, later runs) compile each once. Programs that call the numba kernel (a host callback)
+# are not cached by JAX; their XLA part is small.
+JAX_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+_JAX_CACHE_MAX_BYTES = 2 << 30  # least recently used entries are dropped beyond this size (:func:`_prune`)
+_JAX_CACHE_MIN_SECONDS = 0.5  # programs that compile faster are not worth a disk entry
+
+
+def jax_cache_settings() -> dict[str, str]:
+    """Environment variables that make a child process use the shared compilation cache
+    (``<kernel cache>/jax``, see :func:`_cache_dir`); empty when that folder cannot be created.
+    A ``JAX_COMPILATION_CACHE_DIR`` already set is kept (an empty one turns the cache off)."""
+    if JAX_CACHE_ENV in os.environ:
+        return {}
+    base = _cache_dir()
+    if base is None:
+        return {}
+    _prune(base / "jax", _JAX_CACHE_MAX_BYTES)
+    return {JAX_CACHE_ENV: str(base / "jax"),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": str(_JAX_CACHE_MIN_SECONDS)}
+
+
+def _prune(folder: Path, max_bytes: int) -> None:
+    """Delete the least recently used files of ``folder`` until it holds at most ``max_bytes``
+    (JAX's own size limit needs the ``filelock`` package). A file that another process removes
+    or reads meanwhile is skipped; JAX recompiles an entry it cannot read."""
+    try:
+        files = [(st.st_atime, st.st_size, f) for f in folder.iterdir() if f.is_file() for st in [f.stat()]]
+    except OSError:
+        return
+    total = sum(size for _, size, _ in files)
+    for _, size, f in sorted(files, key=lambda t: t[0]):
+        if total <= max_bytes:
+            break
+        try:
+            f.unlink()
+        except OSError:
+            pass
+        total -= size
+
+
+def use_jax_cache() -> str | None:
+    """Turn on the shared compilation cache in this process (call before the first compilation),
+    unless ``JAX_COMPILATION_CACHE_DIR`` is set (JAX then reads it itself). Returns the folder
+    in use, or None."""
+    settings = jax_cache_settings()
+    if settings:
+        jax.config.update("jax_compilation_cache_dir", settings[JAX_CACHE_ENV])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", _JAX_CACHE_MIN_SECONDS)
+    return jax.config.jax_compilation_cache_dir or None
+
+
 @lru_cache(maxsize=None)
 def _compiled(arch: Architecture, n_out: int, dtype: str):
     """The numba kernel for (arch, n_out, dtype), from a source file in the cache directory

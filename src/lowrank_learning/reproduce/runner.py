@@ -18,7 +18,9 @@ Each child (``python -m lowrank_learning.reproduce``) runs :func:`execute_job`:
 
 Execution conventions: kernel ``python3`` running this interpreter; working directory
 ``notebooks/``; matplotlib's headless inline backend (``MPLBACKEND``, so figures are embedded);
-``LOWRANK_LEARNING_CACHE=<root>/.lowrank_cache`` unless set.
+``LOWRANK_LEARNING_CACHE=<root>/.lowrank_cache`` unless set; JAX's persistent compilation cache
+in the numba kernels' folder (:func:`~lowrank_learning.core._kernels.jax_cache_settings`) unless
+``JAX_COMPILATION_CACHE_DIR`` is set.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..core._atomic import move_into_place
+from ..core._kernels import jax_cache_settings
 from ..core.provenance import provenance
 from ..results import PROFILE_ENV, RESULTS_DIR_ENV
 from .files import read_json, unlink
@@ -63,6 +66,8 @@ def _kernel_env(layout: Layout, tmpdir: Path) -> dict:
     """Environment for the child processes: a ``python3`` kernel running this interpreter."""
     env = dict(os.environ)
     env.setdefault("LOWRANK_LEARNING_CACHE", str(layout.cache))
+    # JAX's persistent compilation cache, shared by the chapters' kernels and their sweep workers
+    env.update(jax_cache_settings())
     # Headless, Agg-rendered, and figures embedded in the executed notebook. Plain "Agg" would
     # override ipykernel's inline backend and plt.show() would drop every figure.
     env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
