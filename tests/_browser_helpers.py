@@ -328,7 +328,8 @@ async () => {
   const wide = [], wideEls = [];
   let widest = {width: 0, what: ''};
   for (const e of article.querySelectorAll('*')) {
-    if (!e.checkVisibility()) continue;
+    // MathJax's assistive MathML is clipped to nothing; a heading's link icon shows on hover only
+    if (!e.checkVisibility({opacityProperty: true}) || e.closest('mjx-assistive-mml, .headerlink')) continue;
     const r = e.getBoundingClientRect();
     if (r.width === 0) continue;
     const ox = getComputedStyle(e).overflowX;
@@ -408,6 +409,8 @@ def measure(html_dir: Path, font_pt: float | None = None, dpi: float | None = No
             context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(base) else r.abort())
             page = context.new_page()
             for rel in pages:
+                if 'http-equiv="refresh"' in (html_dir / rel).read_text(encoding="utf-8", errors="replace"):
+                    continue  # a redirect (the site's index.html), measured at its target
                 page.goto(base + rel, wait_until="load")
                 page.evaluate(JS_BROKEN_IMAGES)
                 page.evaluate(JS_MATHJAX_DONE)
