@@ -322,8 +322,11 @@ async () => {
     return {src: (i.currentSrc || i.src).split('/').pop().slice(0, 16), natural: i.naturalWidth,
             shown: r.width, top: r.top + window.scrollY - titleTop, visible: i.checkVisibility()};
   });
+  // open every toggle as a reader would: <details> and sphinx-togglebutton's dropdowns
   const closed = Array.from(document.querySelectorAll('details:not([open])'));
   closed.forEach(d => { d.open = true; });
+  const folded = Array.from(document.querySelectorAll('.toggle.toggle-hidden'));
+  folded.forEach(t => t.classList.remove('toggle-hidden'));
   await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
   const wide = [], wideEls = [];
   let widest = {width: 0, what: ''};
@@ -344,6 +347,7 @@ async () => {
     }
   }
   closed.forEach(d => { d.open = false; });
+  folded.forEach(t => t.classList.add('toggle-hidden'));
   return {column, dpr: window.devicePixelRatio, has_title: title !== null, figures, wide, widest};
 }
 """
@@ -390,6 +394,7 @@ def measure(html_dir: Path, font_pt: float | None = None, dpi: float | None = No
 
     ``font_pt`` and ``dpi``: the smallest label size and the resolution the figures are drawn
     with (default: the package's :data:`lowrank_learning.plotting.PAGE_RC`)."""
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     if font_pt is None or dpi is None:
@@ -411,10 +416,20 @@ def measure(html_dir: Path, font_pt: float | None = None, dpi: float | None = No
             for rel in pages:
                 if 'http-equiv="refresh"' in (html_dir / rel).read_text(encoding="utf-8", errors="replace"):
                     continue  # a redirect (the site's index.html), measured at its target
-                page.goto(base + rel, wait_until="load")
-                page.evaluate(JS_BROKEN_IMAGES)
-                page.evaluate(JS_MATHJAX_DONE)
-                report = page.evaluate(JS_PAGE_LAYOUT)
+                report = None
+                for _ in range(2):  # a page that navigates on load (search, redirects) is measured once it settles
+                    try:
+                        page.goto(base + rel, wait_until="load")
+                        page.wait_for_load_state("networkidle")
+                        page.evaluate(JS_BROKEN_IMAGES)
+                        page.evaluate(JS_MATHJAX_DONE)
+                        report = page.evaluate(JS_PAGE_LAYOUT)
+                        break
+                    except PlaywrightError:
+                        continue
+                if report is None:
+                    print(f"{rel}: could not be measured (it kept navigating)", file=sys.stderr)
+                    continue
                 report["page"] = rel
                 report["problems"] = layout_problems(report, rel.startswith("book/results/"))
                 report["label_pt"] = [label_points(f, font_pt, dpi) for f in report["figures"]]
