@@ -18,6 +18,7 @@ build under ``book/results/``, which is not in git.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import sys
@@ -322,8 +323,6 @@ def collapse_parameters(root: Path) -> list[Path]:
     cells have, so that a page opens on its claim and figure with the parameters a click away.
     Returns the notebooks that were changed (rewritten atomically; the source notebooks and
     their stamps are untouched)."""
-    import json
-
     changed = []
     for f in toc_files(Path(root)):
         path = Path(root) / f"{Path(f).with_suffix('').as_posix()}.ipynb"
