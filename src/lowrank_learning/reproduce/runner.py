@@ -41,7 +41,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the command line's bar (tqdm.auto would warn in every notebook that imports ll)
 
 from ..core._atomic import move_into_place
 from ..core._kernels import jax_cache_settings
