@@ -72,10 +72,10 @@ def _kernel_env(layout: Layout, tmpdir: Path) -> dict:
     # override ipykernel's inline backend and plt.show() would drop every figure.
     env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    # Progress bars of long runs still show in the executed notebook, but at most one update
-    # every 30 s: every redraw is kept in the stored output, so tqdm's default 0.1 s interval
-    # would fill a long chapter's page with lines of bar.
-    env.setdefault("TQDM_MININTERVAL", "30")
+    # No progress bars in the executed notebooks: every redraw of a bar is kept in the stored
+    # output and would stand on the book's page between the claim and its figure (the command
+    # line shows one bar per notebook instead). `make lab` keeps the bars.
+    env.setdefault("TQDM_DISABLE", "1")
 
     if importlib.util.find_spec("ipykernel") is None or importlib.util.find_spec("papermill") is None:
         raise ReproduceError("papermill and ipykernel are needed: pip install 'lowrank-learning[book]'")
