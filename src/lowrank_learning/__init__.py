@@ -12,7 +12,8 @@ The package is built in layers; each imports only from the layers below it (a te
 3. ``learn``: learning-rate schedules, trajectories, the full-network and overlap-space
    learners, and multi-phase schedules.
 4. ``analysis``: degeneracy, memory, decoding, statistics, predictions.
-5. ``experiments``: the twins of E8, the validation jobs of E9, the performance benchmark.
+5. ``experiments``: the learning rules of E7, the twins of E8, the validation jobs of E9, the
+   performance benchmark.
 6. the pipeline: ``plotting``, ``results``, ``sweeps``, ``cli``, ``reproduce``.
 """
 
@@ -21,7 +22,7 @@ from .core.activations import ACTIVATIONS, gain, phi
 from .core.adjoint import ensemble_value_and_grad, overlap_value_and_grad
 from .core.architecture import Architecture
 from .core.batch import Batch, loss_value
-from .core.cache import memo
+from .core.cache import memo, memo_or_divergence
 from .core.errors import (
     DivergenceError,
     InvalidOverlapError,
@@ -222,6 +223,15 @@ from .experiments.validation import (
     seed_summary,
     teacher_batch,
     TEACHER_OVERLAPS,
+)
+from .experiments.learning_rules import (
+    E7_KEYS,
+    E7_LEARNERS,
+    E7Analysis,
+    E7Runs,
+    e7_analysis,
+    e7_runs,
+    e7_verdicts,
 )
 from .experiments.own_network import (
     CONTEXT_RULES,

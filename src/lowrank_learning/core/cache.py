@@ -49,10 +49,11 @@ import numpy as np
 
 from . import provenance
 from ._atomic import atomic_open
-from .errors import InvalidParameterError
+from .errors import DivergenceError, InvalidParameterError
 
 __all__ = ["CacheEntry", "CacheWarning", "cache_dir", "cache_key", "check_name", "enabled", "entry_path",
-           "key_environment", "lookup", "memo", "package_hash", "prune", "scan", "source_hash", "store"]
+           "key_environment", "lookup", "memo", "memo_or_divergence", "package_hash", "prune", "scan",
+           "source_hash", "store"]
 
 _FORMAT = 2
 _MANIFEST = "__manifest__"
@@ -493,6 +494,21 @@ def memo(name: str, fn, *args, cache_dir=None, **kwargs):
         value = fn(*args, **kwargs)
         store(name, key, value, cache_dir=cache_dir)
     return value
+
+
+def memo_or_divergence(name: str, fn, *args, cache_dir=None, **kwargs):
+    """:func:`memo`, with a run that diverges returned as its
+    :class:`~lowrank_learning.DivergenceError` (which carries the epoch) instead of raised.
+
+    For comparisons of several runs where one may diverge (a large learning rate): the caller
+    keeps the error in place of the run and counts it. Nothing is cached for a run that diverged,
+    so it is recomputed (and diverges again) on the next call; a run that converges is cached and
+    returned as by :func:`memo`, under the same key. Other errors propagate.
+    """
+    try:
+        return memo(name, fn, *args, cache_dir=cache_dir, **kwargs)
+    except DivergenceError as err:
+        return err
 
 
 # --------------------------------------------------------------------------- maintenance
