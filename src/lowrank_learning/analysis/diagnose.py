@@ -26,7 +26,13 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from ..core._checks import check_instance, check_int, check_seed, check_vectors
+from ..core._checks import (
+    check_instance,
+    check_int,
+    check_seed,
+    check_vectors,
+    finite_sample,
+)
 from ..core.activations import is_linear
 from ..core.architecture import Architecture
 from ..core.batch import Batch
@@ -38,7 +44,7 @@ from .memory import balance, conserved_drift
 from .stats import excess_kurtosis, gaussian_distance
 from .verdicts import Verdict, _alpha, decide
 
-__all__ = ["Diagnosis", "diagnose", "monte_carlo_verdict", "gaussian_null"]
+__all__ = ["Diagnosis", "diagnose", "gaussian_null", "monte_carlo_verdict"]
 
 
 def monte_carlo_verdict(observed: float, null, *, claim: str, alpha: float = 0.05,
@@ -64,13 +70,7 @@ def monte_carlo_verdict(observed: float, null, *, claim: str, alpha: float = 0.0
     obs = float(observed)
     if not np.isfinite(obs):
         raise InvalidParameterError(f"monte_carlo_verdict: observed must be finite, got {observed!r}")
-    nul = np.asarray(null, dtype=float).ravel()
-    if nul.size == 0:
-        raise InvalidParameterError("monte_carlo_verdict: null needs at least one value")
-    bad = int(np.sum(~np.isfinite(nul)))
-    if bad:
-        raise InvalidParameterError(f"monte_carlo_verdict: {bad} of {nul.size} null values are not finite; "
-                                    "count and report them")
+    nul = finite_sample("monte_carlo_verdict", null, what="null values")
     n = nul.size
     p = float((1 + np.sum(nul >= obs)) / (1 + n))
     return Verdict(claim=claim, verdict=decide(p, alpha, 1.0 / (n + 1)), statistic=obs, interval=None, p=p,

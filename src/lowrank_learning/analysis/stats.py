@@ -28,12 +28,28 @@ from scipy.optimize import nnls
 from scipy.special import ndtri
 from scipy.stats import kurtosis
 
-from ..core._checks import check_choice, check_int, check_seed, finite_matrix
+from ..core._checks import (
+    check_choice,
+    check_int,
+    check_seed,
+    finite_matrix,
+    finite_sample,
+)
 from ..core.errors import InvalidParameterError
 from .verdicts import DOES_NOT_HOLD, NOT_TESTABLE, Verdict, _alpha, decide
 
-__all__ = ["excess_kurtosis", "gaussian_distance", "ErrorScaling", "fit_error_scaling", "bootstrap_error_scaling",
-           "levels_off_test", "rank_correlation_test", "loss_drop_epoch", "overlap_error_curve", "mean_se"]
+__all__ = [
+    "ErrorScaling",
+    "bootstrap_error_scaling",
+    "excess_kurtosis",
+    "fit_error_scaling",
+    "gaussian_distance",
+    "levels_off_test",
+    "loss_drop_epoch",
+    "mean_se",
+    "overlap_error_curve",
+    "rank_correlation_test",
+]
 
 
 def excess_kurtosis(X) -> np.ndarray:
@@ -391,12 +407,6 @@ def mean_se(x) -> tuple[float, float]:
     censored outcomes (:func:`~lowrank_learning.analysis.verdicts.sign_test`). Standard error
     ``nan`` with one value; an empty sample raises.
     """
-    x = np.asarray(x, dtype=float).ravel()
-    if x.size == 0:
-        raise InvalidParameterError("mean_se: the sample is empty")
-    bad = int(np.sum(~np.isfinite(x)))
-    if bad:
-        raise InvalidParameterError(f"mean_se: {bad} of {x.size} values are not finite "
-                                    f"({int(np.sum(np.isnan(x)))} NaN); count and report them before averaging")
+    x = finite_sample("mean_se", x, hint="count and report them before averaging")
     se = float(np.std(x, ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
     return float(np.mean(x)), se

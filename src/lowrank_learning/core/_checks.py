@@ -99,3 +99,17 @@ def finite_matrix(values, name: str, min_rows: int = 1, shape: str = "(n_samples
     if not np.all(np.isfinite(X)):
         raise InvalidParameterError(f"{name} has non-finite entries (NaN or inf)")
     return X
+
+
+def finite_sample(where: str, values, what: str = "values", hint: str = "count and report them") -> np.ndarray:
+    """``values`` (any shape) as a flat float array with at least one value, all finite; else
+    :class:`InvalidParameterError` from ``where`` saying how many of the ``what`` are NaN or
+    infinite (``hint`` ends the message: what the caller should do with them instead)."""
+    x = np.asarray(values, dtype=float).ravel()
+    if x.size == 0:
+        raise InvalidParameterError(f"{where}: the {what} are empty: at least one value is needed")
+    bad = int(np.sum(~np.isfinite(x)))
+    if bad:
+        raise InvalidParameterError(f"{where}: {bad} of {x.size} {what} are not finite "
+                                    f"({int(np.sum(np.isnan(x)))} NaN); {hint}")
+    return x
