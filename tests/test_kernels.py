@@ -2,6 +2,7 @@
 float32, the learners, and the choice of kernel."""
 
 import os
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -138,6 +139,55 @@ def test_kernel_source_is_cached_on_disk(tmp_path, monkeypatch):
     files = list(tmp_path.glob("_lowrank_kernel_*.py"))
     assert len(files) == 1 and "def kern" in files[0].read_text()
     assert callable(fn)
+    _kernels._compiled.cache_clear()
+
+
+def test_a_new_kernel_is_compiled_under_a_lock_and_loaded_by_the_others(tmp_path, monkeypatch):
+    """Processes that need a new kernel at once (pytest-xdist or sweep workers) compile it once: a
+    caller waits for the lock file beside the kernel's source and compiles nothing meanwhile; once
+    the holder lets go it compiles and caches the kernel, and the next caller (a fresh dispatcher,
+    as in another process) loads it from the cache. flock excludes other open files of the same
+    process too, so a thread stands in for the other worker."""
+    import fcntl
+    import threading
+
+    monkeypatch.setenv("LOWRANK_KERNEL_CACHE", str(tmp_path))
+    _kernels._compiled.cache_clear()
+    arch = ll.Architecture(rank=1, activation="linear")
+    rng = np.random.default_rng(0)
+    S = _sigmas(arch, 1, rng)
+    x, y, m = (a.transpose(0, 3, 2, 1).copy() for a in _data(1, 8, 5, 1, 1, rng))
+    run = lambda: _kernels._host(arch, 0.1, "sum_time", S, x, y, m, np.zeros(1, int))
+    fn = _kernels._compiled(arch, 1, "float64")
+    lock = Path(fn.py_func.__code__.co_filename).with_suffix(".lock")
+    waiting, out = threading.Event(), {}
+    real = fcntl.flock
+
+    def flock(fh, op):
+        waiting.set()
+        return real(fh, op)
+
+    monkeypatch.setattr(_kernels.fcntl, "flock", flock)
+    with open(lock, "a") as held:
+        real(held, fcntl.LOCK_EX)  # another worker compiling this kernel
+        worker = threading.Thread(target=lambda: out.update(result=run()))
+        worker.start()
+        while worker.is_alive() and not waiting.wait(0.05):
+            pass
+        assert waiting.is_set()  # it asked for the lock
+        worker.join(0.5)
+        assert worker.is_alive() and not fn.overloads  # it waits, and has compiled nothing
+        real(held, fcntl.LOCK_UN)
+    worker.join(120)
+    assert not worker.is_alive() and len(fn.overloads) == 1
+    assert sum(fn.stats.cache_misses.values()) == 1  # compiled here, and cached
+    _kernels._compiled.cache_clear()
+    again = _kernels._compiled(arch, 1, "float64")
+    assert again is not fn
+    loss, G = run()
+    assert sum(again.stats.cache_hits.values()) == 1 and not again.stats.cache_misses  # loaded, not compiled
+    np.testing.assert_array_equal(loss, out["result"][0])
+    np.testing.assert_array_equal(G, out["result"][1])
     _kernels._compiled.cache_clear()
 
 

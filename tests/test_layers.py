@@ -25,8 +25,9 @@ LAYERS = {
     "plotting": 6, "results": 6, "sweeps": 6, "named_sweeps": 6, "cli": 6, "reproduce": 6,
     "__init__": 7,
 }
-# Third-party packages that are optional (an extra): the only ones imported inside functions.
-OPTIONAL = {"dask", "playwright"}
+# Packages that are optional (an extra, or a platform's standard module: fcntl, POSIX only, for
+# the numba kernels' compile lock): the only ones imported outside the module's top level.
+OPTIONAL = {"dask", "playwright", "fcntl"}
 
 
 def _module_name(path: Path) -> str:

@@ -21,7 +21,9 @@ their launch cost, not the arithmetic, sets the speed. This module computes the 
   the old adjoint), and the gradient sums are reductions over the trials of a time step.
 - The source is generated per (rank, input and output dimension, activation, dtype) with every
   small matrix product written out (:mod:`lowrank_learning.core._kernel_source`), compiled by
-  numba once and cached on disk under a hash of ``_VERSION`` and the source.
+  numba once and cached on disk under a hash of ``_VERSION`` and the source. Processes that need
+  a new kernel at the same time take turns (a lock file beside the source): one compiles it, the
+  others load it from the cache.
 - Called through ``jax.pure_callback``, it works inside ``jit``, ``scan`` and ``vmap``. A callback
   copies its operands on every call, so a training loop may instead draw a chunk of epochs'
   trials in one XLA call and register them on the host (:class:`HostedBatches`): each epoch's
@@ -36,6 +38,7 @@ versions are tested against autodiff through ``run_latent``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import itertools
@@ -49,6 +52,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX: no compile lock (each process compiles what it needs)
+    fcntl = None
 
 from ._atomic import atomic_open
 from ._kernel_source import accumulator_rows, kernel_source
@@ -207,6 +215,28 @@ def _compiled(arch: Architecture, n_out: int, dtype: str):
     return scope["kern"]
 
 
+def _ensure_compiled(fn, args) -> None:
+    """Compile the kernel ``fn`` for the types of ``args``, or load it from numba's disk cache,
+    holding an exclusive lock on a file beside its source (``<source>.lock`` in the cache folder).
+    Processes that need the same kernel at the same time (pytest-xdist workers, sweep workers,
+    chapters) then compile it once: the others wait, and load the machine code the first one
+    cached. Nothing to do when this process has the kernel already, or when it was compiled
+    from memory (no cache folder)."""
+    sig = tuple(fn.typeof_pyval(a) for a in args)
+    if sig in fn.overloads:
+        return
+    source = Path(fn.py_func.__code__.co_filename)
+    with contextlib.ExitStack() as stack:
+        if fcntl is not None and source.is_file():
+            try:
+                fh = stack.enter_context(open(source.with_suffix(".lock"), "a"))
+            except OSError:  # a read-only cache folder: compile without the lock
+                pass
+            else:
+                fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file is closed
+        fn.compile(sig)
+
+
 _SCRATCH = threading.local()
 
 
@@ -281,6 +311,7 @@ def _host(arch: Architecture, dt: float, loss_kind: str, Sigma, inputs, targets,
     W = _scratch((n, _n_slots(arch), T * Lb), dtype)
     fn = _compiled(arch, Do, dtype.name)
     args = (x, y, m, row, coef, dtype.type(dt), sums)
+    _ensure_compiled(fn, args + (W[0], Lb, 0, nblk))
     if n <= 1:
         fn(*args, W[0], Lb, 0, nblk)
     else:  # blocks split evenly between threads (the kernel releases the GIL)
