@@ -26,6 +26,8 @@ NUMBA_SHAPES = {(1, 1, 1), (2, 2, 1), (3, 1, 2)}  # (rank, n_in, n_out)
 # the reference: autodiff through run_latent, compiled as one program (run op by op, its scans
 # and their transposes would each compile on their own)
 _autodiff_reference = jax.jit(jax.value_and_grad(ll.overlap_loss, argnums=1), static_argnums=0)
+# the adjoint under test, compiled whole too, as the learners run it
+_adjoint = jax.jit(ll.overlap_value_and_grad, static_argnums=0, static_argnames="kernel")
 
 
 @settings(max_examples=12, deadline=None)
@@ -44,7 +46,7 @@ def test_adjoint_equals_autodiff(rank, n_in, n_out, act, kind, seed):
     # default suite checks it on a fixed set of shapes (tests/test_kernels.py has the rest)
     kernels = ["xla"] + (["numba"] if act != "tanh" and (rank, n_in, n_out) in NUMBA_SHAPES else [])
     for kernel in kernels:
-        l_adj, G_adj = ll.overlap_value_and_grad(arch, S, batch, kernel=kernel)
+        l_adj, G_adj = _adjoint(arch, jnp.asarray(S), batch, kernel=kernel)
         assert abs(float(l_adj) - float(l_ref)) <= 1e-12 * abs(float(l_ref)), kernel
         np.testing.assert_allclose(np.asarray(G_adj), np.asarray(G_ref), rtol=0,
                                    atol=1e-11 * float(np.max(np.abs(G_ref))), err_msg=kernel)

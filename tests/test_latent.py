@@ -181,7 +181,10 @@ def test_span_simulation_equals_plain_loop(N, rank, n_in, n_out, act, B, seed):
     inputs = rng.standard_normal((B, T, n_in))
     targets = rng.standard_normal((B, T, n_out))
     batch = ll.Batch(inputs=jnp.asarray(inputs), targets=jnp.asarray(targets), dt=dt)
-    y, h = (np.asarray(a) for a in _scan_span(arch, jnp.asarray(X), jnp.asarray(inputs), dt, True))
+    # compiled whole, as run_network and the learners run it (op by op, each of its ~60 operations
+    # and their transposes would compile on its own)
+    y, h = (np.asarray(a) for a in jax.jit(_scan_span, static_argnums=(0, 3, 4))(
+        arch, jnp.asarray(X), jnp.asarray(inputs), dt, True))
     y_ref, h_ref = _network_loop(arch, X, inputs, dt)
     s = arch.slices
     W = X[:, s["U"]] @ X[:, s["V"]].T / N
@@ -190,7 +193,7 @@ def test_span_simulation_equals_plain_loop(N, rank, n_in, n_out, act, B, seed):
     readout = np.max(np.abs(_phi(act, h_ref)) @ np.abs(X[:, s["Z"]]) / N)
     np.testing.assert_allclose(h, h_ref, rtol=0, atol=bound * np.max(np.abs(h_ref)) + 1e-300)
     np.testing.assert_allclose(y, y_ref, rtol=0, atol=bound * readout + 1e-300)
-    g = np.asarray(jax.grad(lambda X_: ll.loss_value(_scan_span(arch, X_, batch.inputs, dt, False), batch))(
+    g = np.asarray(jax.jit(jax.grad(lambda X_: ll.loss_value(_scan_span(arch, X_, batch.inputs, dt, False), batch)))(
         jnp.asarray(X)))
     np.testing.assert_allclose(float(ll.loss_value(jnp.asarray(y_ref), batch)),
                                _loss_loop(arch, X, inputs, targets, dt), rtol=1e-13)
