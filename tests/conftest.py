@@ -5,10 +5,9 @@ Tests run in float64: exactness claims (1e-9 relative) are checked at double pre
 Compiled XLA programs go to the shared persistent compilation cache (beside the numba kernels,
 ``lowrank_learning.core._kernels.use_jax_cache``): the pytest-xdist workers, and later runs,
 compile each program once. ``JAX_COMPILATION_CACHE_DIR`` overrides the folder (empty: no cache).
-The tests keep every program there, however fast it compiles: their eager operations (a numpy
-reference's inputs, ``jax.grad`` outside ``jit``) compile thousands of one-operation programs of
-about 30 ms each, and reading one back takes about 2 ms.
-``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` overrides that threshold.
+Every program is kept there, however fast it compiles (the tests' eager operations compile
+thousands of one-operation programs); ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` overrides
+that threshold.
 
 Hypothesis profiles, chosen with the environment variable ``HYPOTHESIS_PROFILE``:
 
@@ -30,9 +29,6 @@ from lowrank_learning.core._kernels import use_jax_cache
 
 jax.config.update("jax_enable_x64", True)
 use_jax_cache()
-MIN_COMPILE_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
-if MIN_COMPILE_ENV not in os.environ:
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 PROFILE_ENV = "HYPOTHESIS_PROFILE"
 settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)

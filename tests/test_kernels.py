@@ -263,12 +263,16 @@ def test_concurrent_calls_do_not_share_scratch():
 
 
 def test_jax_compilation_cache_settings_and_pruning(tmp_path, monkeypatch):
-    """The shared compilation cache lives beside the kernels unless JAX_COMPILATION_CACHE_DIR is set;
-    pruning drops the least recently used files first, down to the size limit."""
+    """The shared compilation cache lives beside the kernels unless JAX_COMPILATION_CACHE_DIR is set,
+    and keeps every program unless JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS is set; pruning drops the least recently used files first, down to the size limit."""
     monkeypatch.setenv("LOWRANK_KERNEL_CACHE", str(tmp_path))
     monkeypatch.delenv(_kernels.JAX_CACHE_ENV, raising=False)
+    monkeypatch.delenv(_kernels._JAX_MIN_ENV, raising=False)
     env = _kernels.jax_cache_settings()
     assert env[_kernels.JAX_CACHE_ENV] == str(tmp_path / "jax")
+    assert float(env[_kernels._JAX_MIN_ENV]) == 0.0  # every program is kept
+    monkeypatch.setenv(_kernels._JAX_MIN_ENV, "0.25")  # unless the user sets a threshold
+    assert float(_kernels.jax_cache_settings()[_kernels._JAX_MIN_ENV]) == 0.25
     monkeypatch.setenv(_kernels.JAX_CACHE_ENV, "")  # the user's choice (here: no cache) is kept
     assert _kernels.jax_cache_settings() == {}
     folder = tmp_path / "jax"

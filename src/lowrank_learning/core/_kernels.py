@@ -142,7 +142,20 @@ def _cache_dir() -> Path | None:
 # are not cached by JAX; their XLA part is small.
 JAX_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
 _JAX_CACHE_MAX_BYTES = 2 << 30  # least recently used entries are dropped beyond this size (:func:`_prune`)
-_JAX_CACHE_MIN_SECONDS = 0.5  # programs that compile faster are not worth a disk entry
+# Every program is kept, however fast it compiles: eager operations (an analysis outside ``jit``)
+# compile thousands of one-operation programs of about 30 ms each, and reading one back takes about
+# 2 ms. ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` set in the environment overrides this.
+_JAX_MIN_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
+_JAX_CACHE_MIN_SECONDS = 0.0
+
+
+def _jax_min_seconds() -> float:
+    """The smallest compile time worth a disk entry: ``$JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS``
+    when set to a number, else :data:`_JAX_CACHE_MIN_SECONDS`."""
+    try:
+        return float(os.environ[_JAX_MIN_ENV])
+    except (KeyError, ValueError):
+        return _JAX_CACHE_MIN_SECONDS
 
 
 def jax_cache_settings() -> dict[str, str]:
@@ -156,7 +169,7 @@ def jax_cache_settings() -> dict[str, str]:
         return {}
     _prune(base / "jax", _JAX_CACHE_MAX_BYTES)
     return {JAX_CACHE_ENV: str(base / "jax"),
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": str(_JAX_CACHE_MIN_SECONDS)}
+            _JAX_MIN_ENV: str(_jax_min_seconds())}
 
 
 def _prune(folder: Path, max_bytes: int) -> None:
@@ -185,7 +198,7 @@ def use_jax_cache() -> str | None:
     settings = jax_cache_settings()
     if settings:
         jax.config.update("jax_compilation_cache_dir", settings[JAX_CACHE_ENV])
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", _JAX_CACHE_MIN_SECONDS)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", _jax_min_seconds())
     return jax.config.jax_compilation_cache_dir or None
 
 
