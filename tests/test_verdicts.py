@@ -68,6 +68,24 @@ def test_median_with_censored_values():
     assert np.isnan(V.median([]))
 
 
+def test_bootstrap_of_the_median_takes_every_resample_at_once_with_the_same_numbers():
+    """bootstrap_interval sorts all resamples of the median at once: each row's value equals
+    :func:`median` of that row, with censored values and ties, and so does the interval."""
+    r = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(r.integers(1, 30))
+        x = np.round(r.normal(size=n), int(r.integers(0, 3)))
+        k = int(r.integers(0, n + 1))
+        x[r.choice(n, k, replace=False)] = r.choice([np.inf, -np.inf], k)
+        A = x[r.integers(0, n, size=(40, n))]
+        np.testing.assert_array_equal(V._row_medians(A), [V.median(row) for row in A])
+    x = np.array([3.0, -1.0, np.inf, 0.5, 2.0, -np.inf, 1.0])
+    idx = np.random.default_rng(4).integers(0, x.size, size=(500, x.size))
+    vals = [V.median(x[i]) for i in idx]
+    lo, hi = np.quantile(vals, [0.025, 0.975], method="inverted_cdf")
+    assert V.bootstrap_interval(x, V.median, n_boot=500, seed=4) == (lo, hi)
+
+
 def test_too_few_samples_are_not_testable():
     # a one-sided sign test over 4 pairs cannot go below 1/16 > 0.05, whatever the data
     v = ll.sign_test([1.0, 2.0, 3.0, 4.0], claim="c")
