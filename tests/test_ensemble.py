@@ -298,3 +298,19 @@ def test_float32_schedule_is_the_float64_schedule_to_float32_round_off():
     ref = ll.run_schedule(run.trajectory.arch, _FLOAT32_S0.astype(np.float64), run.phases, space="overlaps").trajectory
     u32 = np.finfo(np.float32).eps / 2
     np.testing.assert_allclose(run.trajectory.loss, ref.loss, rtol=75 * 40 * (4 + 10) * u32, atol=0)
+
+
+@pytest.mark.parametrize("env,shown", [(None, True), ("1", False), ("true", False), ("0", True)])
+def test_tqdm_disable_silences_the_learners_bars(env, shown, monkeypatch, capsys):
+    """TQDM_DISABLE (set in the book's kernels) turns the learners' progress bars off even where
+    ``progress=True`` asks for one; otherwise the bar is drawn on stderr."""
+    if env is None:
+        monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    else:
+        monkeypatch.setenv("TQDM_DISABLE", env)
+    arch = ll.Architecture(activation="linear")
+    task = ll.tasks.exponential_filter(c=0.2, dt=0.1, T_max=2.0)
+    S = np.asarray(_random_sigma(arch, np.random.default_rng(0)))
+    capsys.readouterr()
+    ll.learn_overlaps(arch, S, task, 0.01, 3, seed=0, progress=True)
+    assert ("overlaps" in capsys.readouterr().err) == shown

@@ -38,6 +38,7 @@ from .core._atomic import atomic_open
 from .core._checks import check_choice, check_int, check_positive
 from .core._kernels import use_jax_cache
 from .core.errors import InvalidParameterError, LowRankError
+from .learn._loop import bars_disabled
 
 __all__ = ["grid", "run_sweep", "write_csv", "JobFailure", "SweepError", "SchedulerUnreachableError", "ERRORS"]
 
@@ -325,7 +326,7 @@ def run_sweep(name: str, fn, jobs, *, scheduler=None, workers: int | None = None
         pending.append((i, params))
 
     failures: list[JobFailure] = []
-    show = (len(pending) > 1) if progress is None else bool(progress)
+    show = ((len(pending) > 1) if progress is None else bool(progress)) and not bars_disabled()
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(pending), desc=f"sweep {name}", unit="job",
                disable=not show, leave=False)
 

@@ -3,6 +3,7 @@ the progress bar and the divergence check between chunks, and the checks of a ta
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import jax
@@ -107,6 +108,14 @@ def _record(chunk_out, start, n, every):
     return e[keep], np.asarray(chunk_out)[:n][keep]
 
 
+def bars_disabled() -> bool:
+    """True when ``$TQDM_DISABLE`` is ``1``, ``true``, ``yes`` or ``on``: no learner draws a
+    progress bar then, whatever its ``progress`` argument (the book's kernels set it, so that no
+    executed chapter stores one; tqdm's own reading of the variable does not override an explicit
+    ``disable=False``)."""
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def _run_chunks(chunk_fn, state, epochs, sched, progress, desc, record_every=1, member_axis=False):
     """Drive a compiled chunk function over ``epochs``.
 
@@ -117,7 +126,7 @@ def _run_chunks(chunk_fn, state, epochs, sched, progress, desc, record_every=1, 
     """
     C = _chunk_size(epochs)
     n_chunks = -(-epochs // C)
-    show = (epochs >= 500) if progress is None else bool(progress)
+    show = ((epochs >= 500) if progress is None else bool(progress)) and not bars_disabled()
     losses, sigmas, rec, lrs = [], [], [], []
     bar = tqdm(total=epochs, desc=desc, disable=not show, leave=False)
     try:
