@@ -37,6 +37,9 @@ BUILD = Path(os.environ.get("LOWRANK_LEARNING_BUILDDIR", ROOT / "_build"))
 HTML = BUILD / "html"
 MISSING = "<no built site>"
 RESULTS = "book/results/"
+# The longest wait for one page to load and settle: typesetting the theory page's equations can
+# take over 30 s (Playwright's default) on a two-core machine that runs other work.
+PAGE_TIMEOUT_MS = 120_000
 PAGES = bh.html_pages(HTML) if (HTML / "index.html").is_file() else [MISSING]
 
 
@@ -87,6 +90,7 @@ def _visit(browser, base_url: str, rel: str, screenshot: Path | None = None) -> 
     """Load ``rel`` and return the problems found (empty when the page is fine)."""
     problems: list[str] = []
     context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
 
     def route(r):
         if r.request.url.startswith(base_url) or r.request.url.startswith(("data:", "blob:")):
@@ -179,6 +183,7 @@ def test_cut_off_code_is_detected(site, browser):
     _require(site)
     results = [p for p in PAGES if p.startswith(RESULTS)]
     context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
     context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(site) else r.abort())
     page = context.new_page()
     try:
@@ -199,6 +204,7 @@ def test_layout_checks_detect_problems(site, browser):
     results = [p for p in PAGES if p.startswith(RESULTS)]
     rel = RESULTS + "e1_framework.html" if RESULTS + "e1_framework.html" in results else results[0]
     context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
     context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(site) else r.abort())
     page = context.new_page()
     try:
