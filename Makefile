@@ -51,7 +51,7 @@ slow: setup
 # Finds a Chromium (LOWRANK_BROWSER, see tests/_browser_helpers.py) and says what it uses.
 browser: setup
 	$(BIN)/python tests/_browser_helpers.py
-	$(BIN)/python -m pytest $(XDIST) -m browser tests/test_browser.py
+	$(BIN)/python -m pytest -n auto -m browser tests/test_browser.py
 
 # the quick reproduction and the book, then the browser test of that book
 site-checks: setup
