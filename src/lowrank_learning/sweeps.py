@@ -173,6 +173,18 @@ def _importable(fn) -> bool:
     return bool(mod) and mod != "__main__" and "<locals>" not in getattr(fn, "__qualname__", "<locals>")
 
 
+def _share_cores(n_workers: int) -> None:
+    """Worker initializer: the numba kernels' threads per worker, the CPUs divided among the
+    ``n_workers`` workers (``LOWRANK_KERNEL_THREADS``, unless already set), so that workers
+    do not each start a thread per CPU."""
+    if "LOWRANK_KERNEL_THREADS" not in os.environ:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cpus = os.cpu_count() or 1
+        os.environ["LOWRANK_KERNEL_THREADS"] = str(max(1, cpus // max(1, n_workers)))
+
+
 def _run_pending(fn, pending, x64, workers, scheduler, timeout, on_done):
     """Run ``pending`` [(index, params)], calling ``on_done(index, outcome)`` as each finishes."""
     if scheduler is not None:
@@ -203,7 +215,8 @@ def _run_pending(fn, pending, x64, workers, scheduler, timeout, on_done):
             "Dask scheduler for functions defined in a notebook"
         )
     ctx = multiprocessing.get_context("spawn")  # JAX is not fork-safe
-    with cf.ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx) as pool:
+    n = min(workers, len(pending))
+    with cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_share_cores, initargs=(n,)) as pool:
         futures = {pool.submit(_worker_compute_safe, fn, params, x64): i for i, params in pending}
         try:
             for fut in cf.as_completed(futures):

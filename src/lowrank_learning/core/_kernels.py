@@ -202,13 +202,12 @@ def use_jax_cache() -> str | None:
     return jax.config.jax_compilation_cache_dir or None
 
 
-@lru_cache(maxsize=None)
-def _compiled(arch: Architecture, n_out: int, dtype: str):
-    """The numba kernel for (arch, n_out, dtype), from a source file in the cache directory
-    (numba then caches its machine code beside it); in memory when nothing can be written."""
-    src = kernel_source(arch, n_out, dtype)
-    tag = hashlib.sha256((_VERSION + src).encode()).hexdigest()[:16]
-    name = f"_lowrank_kernel_{tag}"
+def load_source(src: str, prefix: str, version: str) -> dict:
+    """The namespace of generated kernel source ``src``, from a file ``<prefix><hash>.py`` in the
+    cache directory (numba then caches its machine code beside it; the hash covers ``version``
+    and the source); in memory when nothing can be written."""
+    tag = hashlib.sha256((version + src).encode()).hexdigest()[:16]
+    name = f"{prefix}{tag}"
     folder = _cache_dir()
     if folder is not None:
         path = folder / f"{name}.py"
@@ -220,12 +219,18 @@ def _compiled(arch: Architecture, n_out: int, dtype: str):
             mod = importlib.util.module_from_spec(spec)
             sys.modules[name] = mod
             spec.loader.exec_module(mod)
-            return mod.kern
+            return vars(mod)
         except OSError:
             pass
     scope: dict = {"CACHE": False}
     exec(compile(src, f"<{name}>", "exec"), scope)  # noqa: S102 - our own generated source
-    return scope["kern"]
+    return scope
+
+
+@lru_cache(maxsize=None)
+def _compiled(arch: Architecture, n_out: int, dtype: str):
+    """The numba kernel for (arch, n_out, dtype) (:func:`load_source`)."""
+    return load_source(kernel_source(arch, n_out, dtype), "_lowrank_kernel_", _VERSION)["kern"]
 
 
 def _ensure_compiled(fn, args) -> None:

@@ -1,0 +1,133 @@
+"""A compiled CPU kernel (numba) for the loss and gradient of the full network.
+
+The full network of book/theory.md, section 1, started at h_0 = 0 without noise, stays in the span
+of M and U: h_t = M kappa_t + U lambda_t (section 3), with the input coordinate kappa_t (the input,
+low-pass filtered) and the recurrent coordinate
+
+    lambda_t = lambda_{t-1} + dt (r_{t-1} - lambda_{t-1}),   r_t = V^T phi(h_t) / N,
+    y_t = Z^T phi(h_t) / N,                                  r_0 = 0 (phi(0) = 0).
+
+Reverse mode then needs no N-dimensional adjoint. With ybar_t = dL/dy_t, the adjoint of the
+recurrent coordinate a_t = dL/dlambda_t obeys
+
+    a_t = (1 - dt) a_{t+1} + J^{UV}_t rbar_t + J^{UZ}_t ybar_t,   rbar_t = dt a_{t+1},
+
+with J_t = sum_i phi'(h_{t,i}) u_i (v_i, z_i)^T / N, sums that the forward pass computes beside
+r_t and y_t; and every neuron's gradient is a sum over time steps and trials of its own terms:
+
+    dL/dV_i = sum phi(h) rbar / N,  dL/dZ_i = sum phi(h) ybar / N,
+    dL/dU_i = sum g lambda,         dL/dM_i = sum g kappa,     g = phi'(h) (V_i rbar + Z_i ybar) / N.
+
+So the gradient costs two passes over (time step, trial, neuron) and no stored N-dimensional
+state: the forward pass (trials split between threads), the small latent adjoint, then the
+accumulation pass (neurons split between threads). XLA runs the same computation as dozens of
+small operations per time step (:func:`~lowrank_learning.core.network.scan_network` and autodiff),
+and on a CPU their launch and memory traffic, not the arithmetic, set its speed.
+
+The kernel computes in the vectors' float type with the activations written as polynomials
+(:mod:`lowrank_learning.core._network_source`: erf to XLA's float32 accuracy, tanh and exp to
+rounding). ``learn_vectors`` uses it for float32 networks, the statistical runs, on a CPU with
+numba: about 2.5 times less CPU time than float32 autodiff, and closer to the float64 gradient.
+float64 networks, where exactness is claimed, keep XLA's autodiff. Tested against float64
+autodiff through :func:`~lowrank_learning.core.network.network_loss`.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _kernels
+from ._network_source import network_kernel_source
+from .architecture import Architecture
+from .batch import loss_weight
+
+_VERSION = "1"  # bump when the generator changes (part of the cache key)
+_NEURON_BLOCK = 256  # neurons per task of the accumulation pass
+
+
+def usable(arch: Architecture, dtype) -> bool:
+    """Whether ``kernel="auto"`` picks the compiled kernel: float32 vectors, numba installed,
+    JAX on the CPU (every activation and size is covered)."""
+    return np.dtype(dtype) == np.float32 and _kernels.numba_available() and jax.default_backend() == "cpu"
+
+
+@cache
+def _kernels_for(arch: Architecture, dtype: str):
+    """(fwd, back, acc) for this architecture and float type (compiled once, cached on disk)."""
+    src = network_kernel_source(arch.rank, arch.n_in, arch.n_out, arch.activation, dtype)
+    mod = _kernels.load_source(src, "_lowrank_network_", _VERSION)
+    return mod["fwd"], mod["back"], mod["acc"]
+
+
+def _kappas(inputs, dt: float, dtype):
+    """kappa_1..kappa_T (T, B, Din) in ``dtype`` of inputs (B, T, Din): kappa_t = (1 - dt) kappa_{t-1} + dt x_{t-1}
+    (computed in float64)."""
+    x = np.asarray(inputs, np.float64)
+    out = np.empty((x.shape[1], x.shape[0], x.shape[2]), dtype)
+    k = np.zeros((x.shape[0], x.shape[2]))
+    for t in range(x.shape[1]):
+        k = (1.0 - dt) * k + dt * x[:, t]
+        out[t] = k
+    return out
+
+
+def host_value_and_grad(arch: Architecture, X, inputs, targets, mask, dt: float, loss_kind: str):
+    """numpy side: loss (scalar) and dL/dX (N, K), both in X's dtype, for vectors ``X`` (N, K)
+    on a batch (inputs (B, T, Din), targets and mask (B, T, Dout))."""
+    X = np.asarray(X)
+    F = X.dtype
+    N, K = X.shape
+    XT = np.ascontiguousarray(X.T)
+    kap = _kappas(inputs, dt, F)
+    T, B = kap.shape[:2]
+    R, Do = arch.rank, arch.n_out
+    fwd, back, acc = _kernels_for(arch, F.name)
+    step = F.type(dt)
+    lam = np.empty((T, B, R), F)
+    J = np.empty((T, B, R, R + Do), F)
+    Y = np.empty((T, B, Do), F)
+    pool, n = _kernels._pool(), _kernels._threads()
+    args = (XT, kap, lam, J, Y)
+    _kernels._ensure_compiled(fwd, args + (0, B, step))
+    cuts = [B * i // n for i in range(n + 1)]
+    if n <= 1 or B == 1:
+        fwd(*args, 0, B, step)
+    else:
+        list(pool.map(lambda i: fwd(*args, cuts[i], cuts[i + 1], step), range(n)))
+    tgt = np.swapaxes(np.asarray(targets, np.float64), 0, 1)
+    msk = np.swapaxes(np.asarray(mask, np.float64), 0, 1)
+    err = Y - tgt
+    wgt = loss_weight(loss_kind, dt, B, float(np.sum(msk)), xp=np)
+    loss = wgt * float(np.sum(msk * err * err))
+    ybar = (2.0 * wgt * msk * err).astype(F)
+    rbar = np.empty((T, B, R), F)
+    _kernels._ensure_compiled(back, (J, ybar, rbar, step))
+    back(J, ybar, rbar, step)
+    Q = np.ascontiguousarray(np.concatenate([kap, lam, rbar / F.type(N), ybar / F.type(N)], axis=2)
+                             .reshape(T * B, -1).T)
+    G = np.empty((K, N), F)
+    _kernels._ensure_compiled(acc, (XT, Q, G, 0, N))
+    blocks = [(i, min(N, i + _NEURON_BLOCK)) for i in range(0, N, _NEURON_BLOCK)]
+    if n <= 1 or len(blocks) == 1:
+        acc(XT, Q, G, 0, N)
+    else:
+        list(pool.map(lambda ab: acc(XT, Q, G, ab[0], ab[1]), blocks))
+    return np.asarray(loss, F), np.ascontiguousarray(G.T)
+
+
+def value_and_grad(arch: Architecture, X, batch):
+    """Loss and dL/dX of the full network with vectors ``X`` (N, K) on ``batch``, on the host
+    through ``jax.pure_callback`` (usable inside ``jit`` and ``scan``). The batch's ``dt`` and
+    loss kind must be static (Python values)."""
+    X = jnp.asarray(X)
+    out = (jax.ShapeDtypeStruct((), X.dtype), jax.ShapeDtypeStruct(X.shape, X.dtype))
+    dt, kind = float(batch.dt), batch.loss
+
+    def host(X_, x, y, m):
+        return host_value_and_grad(arch, X_, x, y, m, dt, kind)
+
+    return jax.pure_callback(host, out, X, batch.inputs, batch.targets, batch.mask)
