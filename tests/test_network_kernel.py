@@ -110,8 +110,8 @@ def test_choice_of_kernel(monkeypatch):
     X64 = ll.sample_vectors(arch, 50, seed=0)
     monkeypatch.delenv("LOWRANK_KERNEL", raising=False)
     cpu = jax.default_backend() == "cpu"
-    assert _network_kernel.usable(arch, np.float32) == cpu
-    assert not _network_kernel.usable(arch, np.float64)  # float64 (exactness) keeps autodiff
+    assert _network_kernel.usable(np.float32) == cpu
+    assert not _network_kernel.usable(np.float64)  # float64 (exactness) keeps autodiff
     with pytest.raises(ll.InvalidParameterError, match="kernel='numba' needs float32"):
         ll.learn_vectors(arch, X64, task, 0.1, 2, kernel="numba", progress=False)
     with pytest.raises(ll.InvalidParameterError, match="kernel must be one of"):
@@ -130,3 +130,28 @@ def test_sweep_workers_share_the_cores(monkeypatch):
     monkeypatch.setenv("LOWRANK_KERNEL_THREADS", "5")
     sweeps._share_cores(2)
     assert os.environ["LOWRANK_KERNEL_THREADS"] == "5"  # a setting of the user's is kept
+
+
+@pytest.mark.parametrize("act", ["linear", "erf", "tanh"])
+def test_weighted_nodes_equal_the_mean_field_gradient(act):
+    """With weights (any sign, not summing to 1) the kernel is the large-N limit's per-node map
+    (``mean_field_gradient``, XLA, float64): the gradient of each node divided by its weight."""
+    arch, X, x, y, m = _case(2, 1, 2, act, 300, 3, 40, 11)
+    w = np.random.default_rng(2).normal(1.0 / 300, 2.0 / 300, 300)
+    b = ll.Batch(x.astype(np.float64), y.astype(np.float64), m.astype(np.float64), 0.1, "masked_mean")
+    L0, f0 = ll.mean_field_gradient(arch, X.astype(np.float64), w, b)
+    L1, f1 = _network_kernel.host_value_and_grad(arch, X, x, y, m, 0.1, "masked_mean", w.astype(np.float32))
+    np.testing.assert_allclose(float(L1), float(L0), rtol=2e-6)
+    np.testing.assert_allclose(f1, np.asarray(f0), rtol=0, atol=2e-5 * float(np.max(np.abs(f0))))
+
+
+def test_mean_field_learner_same_run_with_either_kernel():
+    """learn_mean_field_ensemble on a float32 cloud: the kernel (members one by one) and XLA (vmap)."""
+    arch = ll.Architecture(activation="erf")
+    task = ll.tasks.flip_flop(n_trials=3, dt=0.1, T_max=5.0)
+    S0 = np.stack([ll.overlaps(ll.sample_vectors(arch, 300, seed=i)) for i in range(2)]).astype(np.float32)
+    runs = {k: ll.learn_mean_field_ensemble(arch, S0, task, 0.2, 25, nodes=(4, 4, 3, 3), seeds=[0, 1],
+                                            progress=False, kernel=k) for k in ("xla", "numba")}
+    a, b = runs["xla"], runs["numba"]
+    np.testing.assert_allclose(b.loss, a.loss, rtol=1e-4)
+    np.testing.assert_allclose(b.final_sigma, a.final_sigma, rtol=0, atol=1e-5)

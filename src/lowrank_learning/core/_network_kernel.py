@@ -44,15 +44,31 @@ from . import _kernels
 from ._network_source import network_kernel_source
 from .architecture import Architecture
 from .batch import loss_weight
+from .errors import InvalidParameterError
 
 _VERSION = "1"  # bump when the generator changes (part of the cache key)
 _NEURON_BLOCK = 256  # neurons per task of the accumulation pass
 
 
-def usable(arch: Architecture, dtype) -> bool:
+def usable(dtype) -> bool:
     """Whether ``kernel="auto"`` picks the compiled kernel: float32 vectors, numba installed,
-    JAX on the CPU (every activation and size is covered)."""
+    JAX on the CPU (every architecture and size is covered)."""
     return np.dtype(dtype) == np.float32 and _kernels.numba_available() and jax.default_backend() == "cpu"
+
+
+def choose(kernel: str, dtype) -> bool:
+    """Whether ``kernel`` ("auto", "numba", "xla"; ``auto`` reads ``$LOWRANK_KERNEL``) runs the
+    compiled kernel for vectors of ``dtype``."""
+    kernel = _kernels.requested(kernel)
+    if kernel == "auto":
+        return usable(dtype)
+    if kernel == "numba":
+        if np.dtype(dtype) != np.float32:
+            raise InvalidParameterError(f"kernel='numba' needs float32 vectors, got {np.dtype(dtype).name} "
+                                        "(float64 runs use kernel='xla')")
+        if not _kernels.numba_available():
+            raise InvalidParameterError("kernel='numba' needs numba (pip install numba)")
+    return kernel == "numba"
 
 
 @cache
@@ -75,13 +91,22 @@ def _kappas(inputs, dt: float, dtype):
     return out
 
 
-def host_value_and_grad(arch: Architecture, X, inputs, targets, mask, dt: float, loss_kind: str):
-    """numpy side: loss (scalar) and dL/dX (N, K), both in X's dtype, for vectors ``X`` (N, K)
-    on a batch (inputs (B, T, Din), targets and mask (B, T, Dout))."""
+def host_value_and_grad(arch: Architecture, X, inputs, targets, mask, dt: float, loss_kind: str, weights=None):
+    """numpy side: loss (scalar) and gradient (N, K), both in X's dtype, for vectors ``X`` (N, K)
+    on a batch (inputs (B, T, Din), targets and mask (B, T, Dout)).
+
+    Without ``weights``: the network, averages ``(1/N) sum_i``, and the gradient is dL/dX. With
+    ``weights`` (N,): averages ``sum_i w_i`` (the large-N limit's quadrature nodes,
+    :mod:`lowrank_learning.learn.mean_field`), and row i of the gradient is ``dL/dx_i / w_i``
+    (computed without dividing, so that every node moves whatever its weight)."""
     X = np.asarray(X)
     F = X.dtype
     N, K = X.shape
     XT = np.ascontiguousarray(X.T)
+    if weights is None:
+        wt, c = np.full(N, 1.0 / N, F), F.type(1.0 / N)
+    else:
+        wt, c = np.ascontiguousarray(weights, F), F.type(1.0)
     kap = _kappas(inputs, dt, F)
     T, B = kap.shape[:2]
     R, Do = arch.rank, arch.n_out
@@ -91,7 +116,7 @@ def host_value_and_grad(arch: Architecture, X, inputs, targets, mask, dt: float,
     J = np.empty((T, B, R, R + Do), F)
     Y = np.empty((T, B, Do), F)
     pool, n = _kernels._pool(), _kernels._threads()
-    args = (XT, kap, lam, J, Y)
+    args = (XT, wt, kap, lam, J, Y)
     _kernels._ensure_compiled(fwd, args + (0, B, step))
     cuts = [B * i // n for i in range(n + 1)]
     if n <= 1 or B == 1:
@@ -107,8 +132,7 @@ def host_value_and_grad(arch: Architecture, X, inputs, targets, mask, dt: float,
     rbar = np.empty((T, B, R), F)
     _kernels._ensure_compiled(back, (J, ybar, rbar, step))
     back(J, ybar, rbar, step)
-    Q = np.ascontiguousarray(np.concatenate([kap, lam, rbar / F.type(N), ybar / F.type(N)], axis=2)
-                             .reshape(T * B, -1).T)
+    Q = np.ascontiguousarray(np.concatenate([kap, lam, rbar * c, ybar * c], axis=2).reshape(T * B, -1).T)
     G = np.empty((K, N), F)
     _kernels._ensure_compiled(acc, (XT, Q, G, 0, N))
     blocks = [(i, min(N, i + _NEURON_BLOCK)) for i in range(0, N, _NEURON_BLOCK)]
@@ -119,15 +143,23 @@ def host_value_and_grad(arch: Architecture, X, inputs, targets, mask, dt: float,
     return np.asarray(loss, F), np.ascontiguousarray(G.T)
 
 
-def value_and_grad(arch: Architecture, X, batch):
-    """Loss and dL/dX of the full network with vectors ``X`` (N, K) on ``batch``, on the host
-    through ``jax.pure_callback`` (usable inside ``jit`` and ``scan``). The batch's ``dt`` and
-    loss kind must be static (Python values)."""
+def value_and_grad(arch: Architecture, X, batch, weights=None):
+    """Loss and gradient of :func:`host_value_and_grad` (dL/dX without ``weights``; the rows'
+    gradients divided by their weights with them) for vectors ``X`` (N, K) on ``batch``, on the
+    host through ``jax.pure_callback`` (usable inside ``jit``, ``scan`` and ``vmap``, which calls
+    it member by member). The batch's ``dt`` and loss kind must be static (Python values)."""
+    return arrays_value_and_grad(arch, X, batch.inputs, batch.targets, batch.mask, batch.dt, batch.loss, weights)
+
+
+def arrays_value_and_grad(arch: Architecture, X, inputs, targets, mask, dt: float, loss_kind: str, weights=None):
+    """:func:`value_and_grad` on a batch given as arrays (inputs (B, T, Din), targets and mask
+    (B, T, Dout)) with a static ``dt`` and loss kind."""
     X = jnp.asarray(X)
-    out = (jax.ShapeDtypeStruct((), X.dtype), jax.ShapeDtypeStruct(X.shape, X.dtype))
-    dt, kind = float(batch.dt), batch.loss
+    out = (jax.ShapeDtypeStruct(X.shape[:-2], X.dtype), jax.ShapeDtypeStruct(X.shape, X.dtype))
+    dt = float(dt)
+    operands = (X, inputs, targets, mask) + (() if weights is None else (jnp.asarray(weights, X.dtype),))
 
-    def host(X_, x, y, m):
-        return host_value_and_grad(arch, X_, x, y, m, dt, kind)
+    def host(X_, x, y, m, *w_):
+        return host_value_and_grad(arch, X_, x, y, m, dt, loss_kind, w_[0] if w_ else None)
 
-    return jax.pure_callback(host, out, X, batch.inputs, batch.targets, batch.mask)
+    return jax.pure_callback(host, out, *operands, vmap_method="sequential")

@@ -7,12 +7,14 @@ every small sum written out, so that the one loop of each kernel that runs over 
 it stores nothing, and LLVM vectorises it. All arithmetic is in the kernel's float type (float32:
 eight lanes per AVX2 instruction); constants are that type's, so nothing is promoted.
 
-- ``fwd(XT, kap, lam, J, Y, b0, b1, dt)``: trials ``b0..b1-1`` forward in time. Per step and trial,
-  one loop over the N neurons gives the recurrent input r, the outputs y and the Jacobian sums
-  J = sum_i phi'(h_i) u_i (v_i, z_i) / N that the latent adjoint needs.
+- ``fwd(XT, wt, kap, lam, J, Y, b0, b1, dt)``: trials ``b0..b1-1`` forward in time. Per step and
+  trial, one loop over the neurons gives the recurrent input r, the outputs y and the Jacobian
+  sums J = sum_i w_i phi'(h_i) u_i (v_i, z_i) that the latent adjoint needs; ``wt`` (N,) holds the
+  neurons' weights w_i (1/N for a network, quadrature weights for the large-N limit's nodes).
 - ``back(J, ybar, rbar, dt)``: the latent adjoint backward in time (small).
 - ``acc(XT, Q, G, i0, i1)``: neurons ``i0..i1-1``; per neuron, one loop over all time steps and
-  trials sums the neuron's gradient entries.
+  trials sums the neuron's gradient entries (divided by its weight, so that a node of weight 0
+  still moves).
 
 The activation's value ``p`` and slope ``dp`` are written inline:
 
@@ -114,8 +116,9 @@ def network_kernel_source(rank: int, n_in: int, n_out: int, activation: str, dty
     ``kap`` (T, B, Din) the input coordinates kappa_1..kappa_T; ``lam`` (T, B, R) the recurrent
     coordinates lambda_1..lambda_T and ``Y`` (T, B, Dout) the outputs (written by ``fwd``);
     ``J`` (T, B, R, R + Dout); ``ybar`` (T, B, Dout) dL/dy; ``rbar`` (T, B, R) dL/dr (written by
-    ``back``); ``Q`` (Din + 2R + Dout, T B) the rows kappa, lambda, rbar / N, ybar / N;
-    ``G`` (K, N) the gradient (rows written for neurons i0..i1-1).
+    ``back``); ``Q`` (Din + 2R + Dout, T B) the rows kappa, lambda, c rbar, c ybar; ``G`` (K, N)
+    (columns written for neurons i0..i1-1): c times neuron i's gradient divided by its weight
+    (c = 1/N with weights 1/N gives dL/dX itself).
     """
     R, Din, Do = int(rank), int(n_in), int(n_out)
     # the rows of XT (M, U, V, Z) and of Q (kappa, lambda, rbar, ybar), in order
@@ -128,10 +131,9 @@ def network_kernel_source(rank: int, n_in: int, n_out: int, activation: str, dty
 
     # ---------------------------------------------------------------- forward
     w(_NJIT)
-    w("def fwd(XT, kap, lam, J, Y, b0, b1, dt):")
+    w("def fwd(XT, wt, kap, lam, J, Y, b0, b1, dt):")
     w("    N = XT.shape[1]")
     w("    T = kap.shape[0]")
-    w("    inv = ONE / F(N)")
     L.extend(f"    {name} = XT[{k}]" for k, name in enumerate(vec))
     w("    for b in range(b0, b1):")
     for r in range(R):  # r_0 = V^T phi(0) / N, and phi(0) = 0 for every activation here
@@ -148,22 +150,24 @@ def network_kernel_source(rank: int, n_in: int, n_out: int, activation: str, dty
     L.extend(_reduction_head(accs, "for i in range(N):", pad,
                              [f"k{d} * m{d}[i]" for d in range(Din)] + [f"l{r} * u{r}[i]" for r in range(R)],
                              activation, dtype))
+    w(f"{pad}wp = wt[i] * p")
     for r in range(R):
-        w(f"{pad}sr{r} += v{r}[i] * p")
+        w(f"{pad}sr{r} += v{r}[i] * wp")
     for o in range(Do):
-        w(f"{pad}sy{o} += z{o}[i] * p")
+        w(f"{pad}sy{o} += z{o}[i] * wp")
     outs = [f"v{c}[i]" for c in range(R)] + [f"z{o}[i]" for o in range(Do)]
+    w(f"{pad}wd = wt[i] * dp")
     for r in range(R):
-        w(f"{pad}du = dp * u{r}[i]")
+        w(f"{pad}du = wd * u{r}[i]")
         for c, o in enumerate(outs):
             w(f"{pad}j{r}_{c} += du * {o}")
     for r in range(R):
-        w(f"            q{r} = sr{r} * inv")
+        w(f"            q{r} = sr{r}")
         w(f"            lam[t, b, {r}] = l{r}")
         for c in range(R + Do):
-            w(f"            J[t, b, {r}, {c}] = j{r}_{c} * inv")
+            w(f"            J[t, b, {r}, {c}] = j{r}_{c}")
     for o in range(Do):
-        w(f"            Y[t, b, {o}] = sy{o} * inv")
+        w(f"            Y[t, b, {o}] = sy{o}")
     w("")
 
     # ---------------------------------------------------------------- latent adjoint

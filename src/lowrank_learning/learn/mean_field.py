@@ -60,6 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.stats import norm, qmc
 
+from ..core import _network_kernel
 from ..core._checks import check_choice, check_int, check_seed
 from ..core.activations import is_linear, phi
 from ..core.architecture import Architecture
@@ -331,14 +332,16 @@ def mean_field_gradient(arch: Architecture, nodes, weights, batch: Batch):
 
 
 # ----------------------------------------------------------------------------- the learners
-@partial(jax.jit, static_argnames=("arch", "static", "C"))
-def _mf_chunk(state, start, end, dynamic, w, plastic, *, arch, static, members, sched, C):
+@partial(jax.jit, static_argnames=("arch", "static", "C", "compiled"))
+def _mf_chunk(state, start, end, dynamic, w, plastic, *, arch, static, members, sched, C, compiled=False):
     X0, _ = state
     E, _, K = X0.shape
     dtype = X0.dtype
     rate = jax.vmap(sched.rate, in_axes=(0, None, 0))
 
     def one(X, inputs, targets, mask, dt, kind):
+        if compiled:  # the full network's numba kernel with the nodes' weights: the same map
+            return _network_kernel.arrays_value_and_grad(arch, X, inputs, targets, mask, dt, kind, w)
         return _value_and_rowgrad(arch, X, w, inputs, targets, mask, dt, kind)
 
     def step(carry, e):
@@ -388,7 +391,7 @@ def _start_cloud(arch, Sigma0, nodes, ensemble):
     return cloud.nodes.astype(dtype), cloud.weights.astype(dtype), cloud.scheme
 
 
-def _learn_stack(arch, X0, w, tasks, sched, epochs, plastic, seeds, progress, record_every, desc):
+def _learn_stack(arch, X0, w, tasks, sched, epochs, plastic, seeds, progress, record_every, desc, kernel):
     check_int("record_every", record_every, 1)
     E = X0.shape[0]
     Xj = jnp.asarray(X0)
@@ -397,7 +400,7 @@ def _learn_stack(arch, X0, w, tasks, sched, epochs, plastic, seeds, progress, re
     dynamic, static = _partition_task(groups)
     C = _chunk_size(epochs)
     fn = partial(_mf_chunk, dynamic=dynamic, w=jnp.asarray(w, Xj.dtype), plastic=mask, arch=arch, static=static,
-                 members=members, sched=sched, C=C)
+                 members=members, sched=sched, C=C, compiled=_network_kernel.choose(kernel, Xj.dtype))
     sstate0 = jnp.broadcast_to(sched.initial, (E,))
     (X, sstate), loss, sigma, rec, lrs = _run_chunks(fn, (Xj, sstate0), epochs, sched, progress, desc,
                                                       record_every, member_axis=True)
@@ -409,7 +412,7 @@ def _learn_stack(arch, X0, w, tasks, sched, epochs, plastic, seeds, progress, re
 
 
 def learn_mean_field(arch: Architecture, Sigma0, task, lr, epochs: int, nodes=8, plastic=None, seed: int = 0,
-                     return_nodes: bool = False, progress: bool | None = None):
+                     return_nodes: bool = False, progress: bool | None = None, kernel: str = "auto"):
     """Learning in the large-N limit, with the distribution of rows moved by a quadrature (no Gaussian closure).
 
     Parameters
@@ -435,6 +438,10 @@ def learn_mean_field(arch: Architecture, Sigma0, task, lr, epochs: int, nodes=8,
         Seeds the trial sampler.
     return_nodes : bool
         Also return the moved nodes.
+    kernel : {"auto", "numba", "xla"}
+        As in :func:`~lowrank_learning.learn_vectors`: the nodes form a weighted "network", so
+        float32 clouds on a CPU run the full network's compiled kernel (``auto``), float64 clouds
+        XLA.
 
     Returns
     -------
@@ -448,7 +455,7 @@ def learn_mean_field(arch: Architecture, Sigma0, task, lr, epochs: int, nodes=8,
     X0, w, sch = _start_cloud(arch, Sigma0, nodes, False)
     _partition_task(task)
     X, final, loss, sigma, _, lrs, sstate = _learn_stack(arch, X0, w, task, sched, epochs, plastic, seed, progress, 1,
-                                                        f"mean field ({X0.shape[1]} nodes)")
+                                                        f"mean field ({X0.shape[1]} nodes)", kernel)
     traj = Trajectory(arch, loss[:, 0], sigma[:, 0], final[0], sched.first, "mean_field", lrs=lrs[:, 0],
                       drop=_recorded_drop(sched, sstate[0]))
     return (traj, NodeCloud(X[0], np.asarray(w), sch)) if return_nodes else traj
@@ -456,7 +463,7 @@ def learn_mean_field(arch: Architecture, Sigma0, task, lr, epochs: int, nodes=8,
 
 def learn_mean_field_ensemble(arch: Architecture, Sigma0, tasks, lr, epochs: int, nodes=8, plastic=None, seeds=0,
                               record_every: int = 1, return_nodes: bool = False,
-                              progress: bool | None = None):
+                              progress: bool | None = None, kernel: str = "auto"):
     """Many independent :func:`learn_mean_field` runs in one compiled loop.
 
     Parameters
@@ -470,6 +477,8 @@ def learn_mean_field_ensemble(arch: Architecture, Sigma0, tasks, lr, epochs: int
         seed share their trials).
     record_every : int
         Record the overlaps every this many epochs (the loss at every epoch).
+    kernel : {"auto", "numba", "xla"}
+        As in :func:`learn_mean_field`.
 
     Returns
     -------
@@ -480,7 +489,7 @@ def learn_mean_field_ensemble(arch: Architecture, Sigma0, tasks, lr, epochs: int
     X0, w, sch = _start_cloud(arch, Sigma0, nodes, True)
     X, final, loss, sigma, rec, lrs, sstate = _learn_stack(
         arch, X0, w, tasks, sched, epochs, plastic, seeds, progress, record_every,
-        f"mean-field ensemble of {X0.shape[0]} ({X0.shape[1]} nodes)")
+        f"mean-field ensemble of {X0.shape[0]} ({X0.shape[1]} nodes)", kernel)
     drops = None if not sched.drops else np.asarray(sstate, dtype=int)
     traj = EnsembleTrajectory(arch, np.ascontiguousarray(loss.T), np.ascontiguousarray(np.swapaxes(sigma, 0, 1)),
                               rec, final, sched.first, "mean_field", np.ascontiguousarray(lrs.T), drops)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..core import _kernels, _network_kernel
+from ..core import _network_kernel
 from ..core._checks import (
     check_choice,
     check_int,
@@ -146,20 +146,6 @@ def _vector_chunk(state, start, end, dynamic, key, plastic, noise, redraw_key, *
     return _scan_epochs(step, state, start, end, C, (nan, jnp.full((arch.K, arch.K), jnp.nan, dtype), nan))
 
 
-def _use_kernel(kernel: str, arch: Architecture, dtype) -> bool:
-    """Whether ``kernel`` ("auto", "numba", "xla") runs the full network's numba kernel."""
-    kernel = _kernels.requested(kernel)
-    if kernel == "auto":
-        return _network_kernel.usable(arch, dtype)
-    if kernel == "numba":
-        if np.dtype(dtype) != np.float32:
-            raise InvalidParameterError(f"kernel='numba' needs float32 vectors, got X0 of dtype {np.dtype(dtype).name} "
-                                        "(float64 runs use kernel='xla')")
-        if not _kernels.numba_available():
-            raise InvalidParameterError("kernel='numba' needs numba (pip install numba)")
-    return kernel == "numba"
-
-
 def learn_vectors(arch: Architecture, X0, task, lr, epochs: int, optimizer: str = "gd",
                   plastic=None, seed: int = 0, update_noise: float = 0.0,
                   progress: bool | None = None, redraw_every: int | None = None,
@@ -236,7 +222,7 @@ def learn_vectors(arch: Architecture, X0, task, lr, epochs: int, optimizer: str 
         if X0.shape[0] < arch.K:
             raise InvalidParameterError(f"redraw_every needs N >= K = {arch.K} vectors, got X0 with N = {X0.shape[0]}")
     redraw_seed = check_seed(seed if redraw_seed is None else redraw_seed, "redraw_seed")
-    compiled = _use_kernel(kernel, arch, X0.dtype)
+    compiled = _network_kernel.choose(kernel, X0.dtype)
     redraw_key = jax.random.fold_in(jax.random.PRNGKey(redraw_seed), _REDRAW_STREAM)
     mask = jnp.asarray(arch.plasticity_mask(plastic), dtype=X0.dtype)
     key = jax.random.PRNGKey(seed)
