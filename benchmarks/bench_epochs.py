@@ -4,7 +4,8 @@ Workloads A-E and their goals are listed in ``workloads.py`` (A, B: linear full 
 overlap map on the E1 task; C: erf overlap dynamics on flip-flop; D: erf full network at E6's
 size; E: the ensemble of E8's 20 twin runs). Workload E is also timed as 20 single runs
 (``ll.learn_overlaps`` one after the other) and with the XLA adjoint instead of the compiled
-CPU kernel (``LOWRANK_KERNEL=xla``). Last, the ratio of full-network to overlap-map time per
+CPU kernel (``LOWRANK_KERNEL=xla``), workload D with XLA autodiff instead of the full network's
+compiled kernel. Last, the ratio of full-network to overlap-map time per
 epoch for N = 10^2 .. 10^5 (linear, E1 task).
 
 Each timing compiles first (one untimed run with the same shapes), then times ``epochs``
@@ -28,7 +29,7 @@ import numpy as np
 from workloads import GOALS_MS
 
 import lowrank_learning as ll
-from lowrank_learning.core import _kernels
+from lowrank_learning.core import _kernels, _network_kernel
 
 
 def workloads(quick: bool):
@@ -68,6 +69,18 @@ def _singles(epochs):
             for S, t in zip(S0, tasks)]
 
 
+def _with_xla(fn):
+    """``fn()`` with ``LOWRANK_KERNEL=xla`` (the kernel choice is read when a loop is traced)."""
+    old, os.environ["LOWRANK_KERNEL"] = os.environ.get("LOWRANK_KERNEL"), "xla"
+    try:
+        return fn()
+    finally:
+        if old is None:
+            del os.environ["LOWRANK_KERNEL"]
+        else:
+            os.environ["LOWRANK_KERNEL"] = old
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer epochs and sizes (smoke test)")
@@ -92,16 +105,16 @@ def main(argv=None):
     ens = results["workloads"]["E"]["ms_per_epoch_median"]
     # the same ensemble on the XLA adjoint (the kernel choice is read when the loop is traced)
     results["kernel_E"] = _kernels.choose("auto", ll.Architecture(activation="erf"), work=20 * 128 * 400)
-    old, os.environ["LOWRANK_KERNEL"] = os.environ.get("LOWRANK_KERNEL"), "xla"
-    try:
-        xla = 1e3 * ll.seconds_per_epoch(_ensemble, max(8, (16 if args.quick else 64) // 4), max(1, args.repeats // 2))[0]
-    finally:
-        if old is None:
-            del os.environ["LOWRANK_KERNEL"]
-        else:
-            os.environ["LOWRANK_KERNEL"] = old
+    xla = _with_xla(lambda: 1e3 * ll.seconds_per_epoch(_ensemble, max(8, (16 if args.quick else 64) // 4),
+                                                       max(1, args.repeats // 2))[0])
     results["E_xla_ms"] = xla
     print(f"E with the {results['kernel_E']} kernel: {ens:.2f} ms; with the XLA adjoint: {xla:.2f} ms per epoch")
+    # workload D with autodiff instead of the full network's compiled kernel
+    run_d, epochs_d = workloads(args.quick)["D"]
+    results["kernel_D"] = "numba" if _network_kernel.usable(ll.Architecture(activation="erf"), np.float32) else "xla"
+    results["D_xla_ms"] = _with_xla(lambda: 1e3 * ll.seconds_per_epoch(run_d, epochs_d, args.repeats)[0])
+    print(f"D with the {results['kernel_D']} kernel: {results['workloads']['D']['ms_per_epoch_median']:.2f} ms; "
+          f"with XLA autodiff: {results['D_xla_ms']:.2f} ms per epoch")
     results["ensemble_vs_singles"] = {"ensemble_ms": ens, "singles_ms": singles, "speedup": singles / ens}
     print(f"E vs 20 single runs: {ens:.2f} ms vs {singles:.2f} ms per epoch (x{singles / ens:.1f}); "
           f"E8 (2 x 30000 epochs) at this rate: {2 * 30000 * ens / 6e4:.1f} min")

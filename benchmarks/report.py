@@ -212,6 +212,13 @@ def _epochs_section(label: str, d: dict) -> list[str]:
         if e:
             minutes = 2 * 30000 * e["ensemble_ms"] / 6e4
             L += ["", f"At workload E's rate, the 2 x 30000 epochs of the E8 twins take {minutes:.1f} min."]
+    if "D_xla_ms" in d:
+        med = d["workloads"]["D"]["ms_per_epoch_median"]
+        L += ["", "Workload D two ways, ms per epoch (median):", ""]
+        L += table(["how", "ms per epoch", "relative to workload D"],
+                   [[f"`{d.get('kernel_D', '?')}` kernel for the full network's gradient (workload D)", num(med), "1"],
+                    ["XLA autodiff through the simulation (`LOWRANK_KERNEL=xla`)", num(d["D_xla_ms"]),
+                     num(d["D_xla_ms"] / med)]])
     if d.get("ratio"):
         ratio = sorted(d["ratio"].items(), key=lambda kv: int(kv[0]))
         overlap = ratio[0][1]["overlap_ms"]

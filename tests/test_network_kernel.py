@@ -37,6 +37,12 @@ def _case(rank, n_in, n_out, act, N, B, T, seed):
 
 def _check(rank, n_in, n_out, act, kind, N, B, T, seed):
     arch, X, x, y, m = _case(rank, n_in, n_out, act, N, B, T, seed)
+    if act == "linear":  # float64: no approximation, the same numbers as autodiff to rounding
+        L0, G0 = _reference(arch, X.astype(np.float64), x, y, m, 0.1, kind)
+        L2, G2 = _network_kernel.host_value_and_grad(arch, X.astype(np.float64), x, y, m, 0.1, kind)
+        assert G2.dtype == np.float64
+        np.testing.assert_allclose(float(L2), float(L0), rtol=1e-12)
+        np.testing.assert_allclose(G2, np.asarray(G0), rtol=0, atol=1e-12 * float(np.max(np.abs(G0))))
     L0, G0 = _reference(arch, X, x, y, m, 0.1, kind)
     L1, G1 = _network_kernel.host_value_and_grad(arch, X, x, y, m, 0.1, kind)
     assert L1.dtype == np.float32 and G1.dtype == np.float32 and G1.shape == X.shape
@@ -110,8 +116,9 @@ def test_choice_of_kernel(monkeypatch):
     X64 = ll.sample_vectors(arch, 50, seed=0)
     monkeypatch.delenv("LOWRANK_KERNEL", raising=False)
     cpu = jax.default_backend() == "cpu"
-    assert _network_kernel.usable(np.float32) == cpu
-    assert not _network_kernel.usable(np.float64)  # float64 (exactness) keeps autodiff
+    assert _network_kernel.usable(arch, np.float32) == cpu
+    assert not _network_kernel.usable(arch, np.float64)  # float64 tanh/erf (exactness) keeps autodiff
+    assert _network_kernel.usable(ll.Architecture(), np.float64) == cpu  # linear units: no approximation
     with pytest.raises(ll.InvalidParameterError, match="kernel='numba' needs float32"):
         ll.learn_vectors(arch, X64, task, 0.1, 2, kernel="numba", progress=False)
     with pytest.raises(ll.InvalidParameterError, match="kernel must be one of"):

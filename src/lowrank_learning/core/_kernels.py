@@ -233,26 +233,38 @@ def _compiled(arch: Architecture, n_out: int, dtype: str):
     return load_source(kernel_source(arch, n_out, dtype), "_lowrank_kernel_", _VERSION)["kern"]
 
 
+def _arg_key(a):
+    """A cheap stand-in for numba's type of a kernel argument (arrays: dtype, rank, layout)."""
+    if isinstance(a, np.ndarray):
+        return (a.dtype.str, a.ndim, a.flags.c_contiguous, a.flags.f_contiguous, a.flags.writeable)
+    return type(a)
+
+
 def _ensure_compiled(fn, args) -> None:
     """Compile the kernel ``fn`` for the types of ``args``, or load it from numba's disk cache,
     holding an exclusive lock on a file beside its source (``<source>.lock`` in the cache folder).
     Processes that need the same kernel at the same time (pytest-xdist workers, sweep workers,
     chapters) then compile it once: the others wait, and load the machine code the first one
-    cached. Nothing to do when this process has the kernel already, or when it was compiled
-    from memory (no cache folder)."""
-    sig = tuple(fn.typeof_pyval(a) for a in args)
-    if sig in fn.overloads:
+    cached. Nothing to do when this process has the kernel already (checked on a cheap key of
+    the arguments first: this runs on every call), or when it was compiled from memory (no
+    cache folder)."""
+    key = tuple(_arg_key(a) for a in args)
+    ready = fn.__dict__.setdefault("_lowrank_ready", set())  # argument keys this dispatcher has
+    if key in ready:
         return
-    source = Path(fn.py_func.__code__.co_filename)
-    with contextlib.ExitStack() as stack:
-        if fcntl is not None and source.is_file():
-            try:
-                fh = stack.enter_context(open(source.with_suffix(".lock"), "a"))
-            except OSError:  # a read-only cache folder: compile without the lock
-                pass
-            else:
-                fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file is closed
-        fn.compile(sig)
+    sig = tuple(fn.typeof_pyval(a) for a in args)
+    if sig not in fn.overloads:
+        source = Path(fn.py_func.__code__.co_filename)
+        with contextlib.ExitStack() as stack:
+            if fcntl is not None and source.is_file():
+                try:
+                    fh = stack.enter_context(open(source.with_suffix(".lock"), "a"))
+                except OSError:  # a read-only cache folder: compile without the lock
+                    pass
+                else:
+                    fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file is closed
+            fn.compile(sig)
+    ready.add(key)
 
 
 _SCRATCH = threading.local()

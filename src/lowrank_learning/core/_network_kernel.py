@@ -26,9 +26,10 @@ and on a CPU their launch and memory traffic, not the arithmetic, set its speed.
 
 The kernel computes in the vectors' float type with the activations written as polynomials
 (:mod:`lowrank_learning.core._network_source`: erf to XLA's float32 accuracy, tanh and exp to
-rounding). ``learn_vectors`` uses it for float32 networks, the statistical runs, on a CPU with
-numba: about 2.5 times less CPU time than float32 autodiff, and closer to the float64 gradient.
-float64 networks, where exactness is claimed, keep XLA's autodiff. Tested against float64
+rounding). ``learn_vectors`` uses it on a CPU with numba for float32 networks, the statistical
+runs (about 2.5 times less CPU time than float32 autodiff, and closer to the float64 gradient),
+and for float64 networks of linear units, where it has no approximation at all; float64 erf and
+tanh networks keep XLA's autodiff. Tested against float64
 autodiff through :func:`~lowrank_learning.core.network.network_loss`.
 """
 
@@ -39,9 +40,11 @@ from functools import cache
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.signal import lfilter
 
 from . import _kernels
 from ._network_source import network_kernel_source
+from .activations import is_linear
 from .architecture import Architecture
 from .batch import loss_weight
 from .errors import InvalidParameterError
@@ -50,22 +53,28 @@ _VERSION = "1"  # bump when the generator changes (part of the cache key)
 _NEURON_BLOCK = 256  # neurons per task of the accumulation pass
 
 
-def usable(dtype) -> bool:
-    """Whether ``kernel="auto"`` picks the compiled kernel: float32 vectors, numba installed,
-    JAX on the CPU (every architecture and size is covered)."""
-    return np.dtype(dtype) == np.float32 and _kernels.numba_available() and jax.default_backend() == "cpu"
+def _exact(arch: Architecture, dtype) -> bool:
+    """Whether the kernel computes exactly what autodiff does, to rounding: float32 for every
+    activation (whose polynomials reach float32 rounding), float64 for linear units only."""
+    return np.dtype(dtype) == np.float32 or (np.dtype(dtype) == np.float64 and is_linear(arch.activation))
 
 
-def choose(kernel: str, dtype) -> bool:
+def usable(arch: Architecture, dtype) -> bool:
+    """Whether ``kernel="auto"`` picks the compiled kernel: float32 vectors (any units) or float64
+    vectors of linear units, numba installed, JAX on the CPU."""
+    return _exact(arch, dtype) and _kernels.numba_available() and jax.default_backend() == "cpu"
+
+
+def choose(kernel: str, arch: Architecture, dtype) -> bool:
     """Whether ``kernel`` ("auto", "numba", "xla"; ``auto`` reads ``$LOWRANK_KERNEL``) runs the
     compiled kernel for vectors of ``dtype``."""
     kernel = _kernels.requested(kernel)
     if kernel == "auto":
-        return usable(dtype)
+        return usable(arch, dtype)
     if kernel == "numba":
-        if np.dtype(dtype) != np.float32:
-            raise InvalidParameterError(f"kernel='numba' needs float32 vectors, got {np.dtype(dtype).name} "
-                                        "(float64 runs use kernel='xla')")
+        if not _exact(arch, dtype):
+            raise InvalidParameterError(f"kernel='numba' needs float32 vectors (or float64 with linear units), got "
+                                        f"{np.dtype(dtype).name} with {arch.activation} units (use kernel='xla')")
         if not _kernels.numba_available():
             raise InvalidParameterError("kernel='numba' needs numba (pip install numba)")
     return kernel == "numba"
@@ -81,14 +90,9 @@ def _kernels_for(arch: Architecture, dtype: str):
 
 def _kappas(inputs, dt: float, dtype):
     """kappa_1..kappa_T (T, B, Din) in ``dtype`` of inputs (B, T, Din): kappa_t = (1 - dt) kappa_{t-1} + dt x_{t-1}
-    (computed in float64)."""
-    x = np.asarray(inputs, np.float64)
-    out = np.empty((x.shape[1], x.shape[0], x.shape[2]), dtype)
-    k = np.zeros((x.shape[0], x.shape[2]))
-    for t in range(x.shape[1]):
-        k = (1.0 - dt) * k + dt * x[:, t]
-        out[t] = k
-    return out
+    from kappa_0 = 0 (a first-order recursive filter along time, computed in float64)."""
+    k = lfilter([dt], [1.0, -(1.0 - dt)], np.asarray(inputs, np.float64), axis=1)
+    return np.ascontiguousarray(np.swapaxes(k, 0, 1), dtype=dtype)
 
 
 def host_value_and_grad(arch: Architecture, X, inputs, targets, mask, dt: float, loss_kind: str, weights=None):
