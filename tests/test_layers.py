@@ -27,7 +27,7 @@ LAYERS = {
 }
 # Packages that are optional (an extra, or a platform's standard module: fcntl, POSIX only, for
 # the numba kernels' compile lock): the only ones imported outside the module's top level.
-OPTIONAL = {"dask", "playwright", "fcntl"}
+OPTIONAL = {"dask", "playwright", "fcntl", "llvmlite"}  # llvmlite: with numba, whose absence the kernels handle
 
 
 def _module_name(path: Path) -> str:

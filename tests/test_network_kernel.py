@@ -162,3 +162,24 @@ def test_mean_field_learner_same_run_with_either_kernel():
     a, b = runs["xla"], runs["numba"]
     np.testing.assert_allclose(b.loss, a.loss, rtol=1e-4)
     np.testing.assert_allclose(b.final_sigma, a.final_sigma, rtol=0, atol=1e-5)
+
+
+def test_wide_vectors_setting(monkeypatch):
+    """NUMBA_CPU_FEATURES: the host's features plus -prefer-256-bit on AVX-512 CPUs, unless the
+    user set it or LOWRANK_KERNEL_WIDE=0."""
+    from lowrank_learning.core import _kernels
+
+    monkeypatch.setenv("NUMBA_CPU_FEATURES", "+sse2")
+    assert _kernels._use_wide_vectors() is None and os.environ["NUMBA_CPU_FEATURES"] == "+sse2"
+    monkeypatch.delenv("NUMBA_CPU_FEATURES")
+    monkeypatch.setenv("LOWRANK_KERNEL_WIDE", "0")
+    assert _kernels._use_wide_vectors() is None and "NUMBA_CPU_FEATURES" not in os.environ
+    monkeypatch.delenv("LOWRANK_KERNEL_WIDE")
+    import llvmlite.binding as llb
+
+    host = llb.get_host_cpu_features().flatten()
+    got = _kernels._use_wide_vectors()
+    if "+avx512f" in host.split(","):
+        assert got == host + ",-prefer-256-bit" == os.environ["NUMBA_CPU_FEATURES"]
+    else:
+        assert got is None and "NUMBA_CPU_FEATURES" not in os.environ

@@ -75,6 +75,36 @@ def numba_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+_FEATURES_ENV = "NUMBA_CPU_FEATURES"
+_WIDE_ENV = "LOWRANK_KERNEL_WIDE"
+
+
+def _use_wide_vectors() -> str | None:
+    """On a CPU with AVX-512, have numba compile for 512-bit vectors: LLVM's tuning for recent Intel
+    server cores prefers 256-bit ones, which halves the width of the kernels' vectorised loops
+    (measured: the full network's kernel passes 1.1-1.6 -> 0.8-0.9 ns per element). Sets
+    ``NUMBA_CPU_FEATURES`` (read when numba's compiler starts, inherited by worker processes) to
+    the host's features plus ``-prefer-256-bit`` and returns it; does nothing when that variable
+    is already set, when ``LOWRANK_KERNEL_WIDE=0``, without numba, or without AVX-512. Called
+    before the first kernel is loaded; a process whose numba compiled something before that keeps
+    its setting."""
+    if os.environ.get(_FEATURES_ENV) or os.environ.get(_WIDE_ENV, "1") == "0" or not numba_available():
+        return None
+    try:
+        import llvmlite.binding as llb
+
+        features = llb.get_host_cpu_features().flatten()
+    except Exception:  # noqa: BLE001 - an llvmlite without host detection: keep numba's default
+        return None
+    if "+avx512f" not in features.split(","):
+        return None
+    os.environ[_FEATURES_ENV] = features + ",-prefer-256-bit"
+    config = sys.modules.get("numba.core.config")
+    if config is not None and getattr(config, "CPU_FEATURES", None) is None:
+        config.CPU_FEATURES = os.environ[_FEATURES_ENV]
+    return os.environ[_FEATURES_ENV]
+
+
 def supported(arch: Architecture) -> bool:
     """Whether the compiled kernel covers this architecture (linear or erf units)."""
     return is_linear(arch.activation) or arch.activation == "erf"
@@ -206,6 +236,7 @@ def load_source(src: str, prefix: str, version: str) -> dict:
     """The namespace of generated kernel source ``src``, from a file ``<prefix><hash>.py`` in the
     cache directory (numba then caches its machine code beside it; the hash covers ``version``
     and the source); in memory when nothing can be written."""
+    _use_wide_vectors()
     tag = hashlib.sha256((version + src).encode()).hexdigest()[:16]
     name = f"{prefix}{tag}"
     folder = _cache_dir()

@@ -131,8 +131,9 @@ def host_value_and_grad(arch: Architecture, X, inputs, targets, mask, dt: float,
     msk = np.swapaxes(np.asarray(mask, np.float64), 0, 1)
     err = Y - tgt
     wgt = loss_weight(loss_kind, dt, B, float(np.sum(msk)), xp=np)
-    loss = wgt * float(np.sum(msk * err * err))
-    ybar = (2.0 * wgt * msk * err).astype(F)
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging run: the learner reports it
+        loss = wgt * float(np.sum(msk * err * err))
+        ybar = (2.0 * wgt * msk * err).astype(F)
     rbar = np.empty((T, B, R), F)
     _kernels._ensure_compiled(back, (J, ybar, rbar, step))
     back(J, ybar, rbar, step)
