@@ -119,6 +119,9 @@ def test_choice_of_kernel(monkeypatch):
     assert _network_kernel.usable(arch, np.float32) == cpu
     assert not _network_kernel.usable(arch, np.float64)  # float64 tanh/erf (exactness) keeps autodiff
     assert _network_kernel.usable(ll.Architecture(), np.float64) == cpu  # linear units: no approximation
+    small, big = _network_kernel._MIN_WORK - 1, _network_kernel._MIN_WORK
+    assert not _network_kernel.usable(arch, np.float32, work=small)  # too small to pay for the host call
+    assert _network_kernel.usable(arch, np.float32, work=big) == cpu
     with pytest.raises(ll.InvalidParameterError, match="kernel='numba' needs float32"):
         ll.learn_vectors(arch, X64, task, 0.1, 2, kernel="numba", progress=False)
     with pytest.raises(ll.InvalidParameterError, match="kernel must be one of"):

@@ -59,18 +59,25 @@ def _exact(arch: Architecture, dtype) -> bool:
     return np.dtype(dtype) == np.float32 or (np.dtype(dtype) == np.float64 and is_linear(arch.activation))
 
 
-def usable(arch: Architecture, dtype) -> bool:
+# ``auto`` takes the kernel from this many neuron-steps per epoch (N x trials x steps): below it the
+# host call (about 0.2 ms) and a kernel per shape to compile cost more than XLA's small steps
+_MIN_WORK = 1 << 16
+
+
+def usable(arch: Architecture, dtype, work: int | None = None) -> bool:
     """Whether ``kernel="auto"`` picks the compiled kernel: float32 vectors (any units) or float64
-    vectors of linear units, numba installed, JAX on the CPU."""
-    return _exact(arch, dtype) and _kernels.numba_available() and jax.default_backend() == "cpu"
+    vectors of linear units, numba installed, JAX on the CPU, and ``work`` (neuron-steps per
+    epoch; None: not checked) at least ``_MIN_WORK``."""
+    return (_exact(arch, dtype) and (work is None or work >= _MIN_WORK) and _kernels.numba_available()
+            and jax.default_backend() == "cpu")
 
 
-def choose(kernel: str, arch: Architecture, dtype) -> bool:
+def choose(kernel: str, arch: Architecture, dtype, work: int | None = None) -> bool:
     """Whether ``kernel`` ("auto", "numba", "xla"; ``auto`` reads ``$LOWRANK_KERNEL``) runs the
-    compiled kernel for vectors of ``dtype``."""
+    compiled kernel for vectors of ``dtype`` with ``work`` neuron-steps per epoch."""
     kernel = _kernels.requested(kernel)
     if kernel == "auto":
-        return usable(arch, dtype)
+        return usable(arch, dtype, work)
     if kernel == "numba":
         if not _exact(arch, dtype):
             raise InvalidParameterError(f"kernel='numba' needs float32 vectors (or float64 with linear units), got "

@@ -400,7 +400,8 @@ def _learn_stack(arch, X0, w, tasks, sched, epochs, plastic, seeds, progress, re
     dynamic, static = _partition_task(groups)
     C = _chunk_size(epochs)
     fn = partial(_mf_chunk, dynamic=dynamic, w=jnp.asarray(w, Xj.dtype), plastic=mask, arch=arch, static=static,
-                 members=members, sched=sched, C=C, compiled=_network_kernel.choose(kernel, arch, Xj.dtype))
+                 members=members, sched=sched, C=C, compiled=_network_kernel.choose(
+                     kernel, arch, Xj.dtype, work=Xj.shape[1] * members.batch[0][0] * members.batch[0][1]))
     sstate0 = jnp.broadcast_to(sched.initial, (E,))
     (X, sstate), loss, sigma, rec, lrs = _run_chunks(fn, (Xj, sstate0), epochs, sched, progress, desc,
                                                       record_every, member_axis=True)

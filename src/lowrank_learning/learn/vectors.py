@@ -197,7 +197,9 @@ def learn_vectors(arch: Architecture, X0, task, lr, epochs: int, optimizer: str 
         times less CPU time than float32 autodiff, and more accurate: its activations reach
         float32 rounding), or float64 vectors of linear units (no approximation; autodiff's
         numbers to rounding). ``auto`` (default): ``$LOWRANK_KERNEL`` when set, else numba for
-        those when numba is installed and JAX runs on the CPU, else XLA.
+        those when numba is installed, JAX runs on the CPU and an epoch has at least 2^16
+        neuron-steps (N x trials x steps; below that the host call costs more than it saves),
+        else XLA.
 
     Returns
     -------
@@ -223,12 +225,12 @@ def learn_vectors(arch: Architecture, X0, task, lr, epochs: int, optimizer: str 
         if X0.shape[0] < arch.K:
             raise InvalidParameterError(f"redraw_every needs N >= K = {arch.K} vectors, got X0 with N = {X0.shape[0]}")
     redraw_seed = check_seed(seed if redraw_seed is None else redraw_seed, "redraw_seed")
-    compiled = _network_kernel.choose(kernel, arch, X0.dtype)
     redraw_key = jax.random.fold_in(jax.random.PRNGKey(redraw_seed), _REDRAW_STREAM)
     mask = jnp.asarray(arch.plasticity_mask(plastic), dtype=X0.dtype)
     key = jax.random.PRNGKey(seed)
     dynamic, static = _partition_task(task)
-    _batch_shapes(arch, task, _epoch_keys(key, 0)[0])
+    (B, T, _), _, _, _ = _batch_shapes(arch, task, _epoch_keys(key, 0)[0])
+    compiled = _network_kernel.choose(kernel, arch, X0.dtype, work=X0.shape[0] * B * T)
     opt_state = optax.adam(1.0).init(X0) if optimizer == "adam" else ()
     C = _chunk_size(epochs)
     fn = partial(_vector_chunk, dynamic=dynamic, key=key, plastic=mask,
