@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,10 @@ RESULTS = "book/results/"
 # The longest wait for one page to load and settle: typesetting the theory page's equations can
 # take over 30 s (Playwright's default) on a two-core machine that runs other work.
 PAGE_TIMEOUT_MS = 120_000
+# Playwright's network-idle wait is tried this long; if it has not fired by then, the page counts
+# as settled once none of the requests it made is still in flight (tracked by the test itself),
+# and requests still open at PAGE_TIMEOUT_MS are reported by URL.
+SETTLE_MS = 30_000
 PAGES = bh.html_pages(HTML) if (HTML / "index.html").is_file() else [MISSING]
 
 
@@ -86,6 +91,24 @@ def browser(site):
         b.close()
 
 
+def _settle(page, inflight: dict, problems: list[str]) -> None:
+    """Wait until the page has no request in flight: Playwright's network-idle state, or, when
+    that has not fired within SETTLE_MS, the requests the test saw start all finished."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_load_state("networkidle", timeout=SETTLE_MS)
+        return
+    except PlaywrightTimeout:
+        pass
+    deadline = time.monotonic() + (PAGE_TIMEOUT_MS - SETTLE_MS) / 1000
+    while inflight and time.monotonic() < deadline:
+        page.wait_for_timeout(250)  # lets the request events arrive
+    if inflight:
+        problems.append(f"requests still in flight after {PAGE_TIMEOUT_MS / 1000:.0f} s: "
+                        f"{sorted(set(inflight.values()))[:5]}")
+
+
 def _visit(browser, base_url: str, rel: str, screenshot: Path | None = None) -> list[str]:
     """Load ``rel`` and return the problems found (empty when the page is fine)."""
     problems: list[str] = []
@@ -106,6 +129,10 @@ def _visit(browser, base_url: str, rel: str, screenshot: Path | None = None) -> 
     page.on("requestfailed", lambda r: r.url.startswith(base_url)
             and problems.append(f"request failed: {r.url} ({r.failure})"))
     page.on("response", lambda r: r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}"))
+    inflight: dict = {}
+    page.on("request", lambda r: inflight.__setitem__(id(r), r.url))
+    page.on("requestfinished", lambda r: inflight.pop(id(r), None))
+    page.on("requestfailed", lambda r: inflight.pop(id(r), None))
     try:
         response = page.goto(base_url + rel, wait_until="load")
         if response is None or response.status != 200:
@@ -114,7 +141,7 @@ def _visit(browser, base_url: str, rel: str, screenshot: Path | None = None) -> 
         if page.locator('meta[http-equiv="refresh" i]').count():  # index.html redirects to the root page
             page.wait_for_url(lambda u: u != base_url + rel, timeout=10_000)
             page.wait_for_load_state("load")
-        page.wait_for_load_state("networkidle")
+        _settle(page, inflight, problems)
         state = page.evaluate(bh.JS_MATHJAX_DONE)
         broken = page.evaluate(bh.JS_BROKEN_IMAGES)
         problems += [f"image not loaded: {src}" for src in broken]
@@ -143,7 +170,7 @@ def _visit(browser, base_url: str, rel: str, screenshot: Path | None = None) -> 
                 href = links.get(kind)
                 if not href or text not in href or (kind != "source" and f"{name}.ipynb" not in href.replace("%2F", "/")):
                     problems.append(f"{kind} link missing or wrong: {href!r}")
-        page.wait_for_load_state("networkidle")
+        _settle(page, inflight, problems)
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot), full_page=True)
