@@ -122,26 +122,32 @@ def test_resolved_parameters(repo):
     assert [j.name for j in rp.plan(rp.Layout(repo), "quick")] == ["good", "bad"]  # book order
 
 
-def test_notebooks_start_when_their_cores_are_free(repo):
+def test_notebooks_start_while_a_core_is_idle(repo):
     """Scheduling by CPU need: the registry's cores estimate until a timed run of the same profile
-    gives cpu_s / wall_s; a two-core chapter runs alone on two cores, one-core chapters in pairs."""
+    gives cpu_s / wall_s; a second notebook starts while the running ones leave part of a core
+    idle, so only a chapter that keeps every core busy runs alone."""
     (repo / "notebooks" / "profiles.yml").write_text(PROFILES.replace(
         'title: "Failing notebook"', 'title: "Failing notebook"\n  cores: {paper: 2}'))
     good, bad = rp.plan(rp.Layout(repo), "paper")
     assert (good.cores, bad.cores) == (None, 2.0)
-    assert [expected_cores(j, 2) for j in (good, bad)] == [1, 2] and expected_cores(bad, 1) == 1
+    assert [expected_cores(j, 2) for j in (good, bad)] == [1.0, 2.0] and expected_cores(bad, 1) == 1.0
     assert schedule([bad, good], [], capacity=2, jobs=2) == [bad]            # bad fills both cores
-    assert schedule([good], [2], capacity=2, jobs=2) == []
-    assert schedule([good, bad], [], capacity=2, jobs=2) == [good]          # bad waits for 2 free cores
-    assert schedule([bad, good], [1], capacity=2, jobs=2) == []       # and good does not jump it
+    assert schedule([good], [2.0], capacity=2, jobs=2) == []
+    assert schedule([good, bad], [], capacity=2, jobs=2) == [good, bad]     # good leaves a core idle
+    assert schedule([bad, good], [1.0], capacity=2, jobs=2) == [bad]
+    assert schedule([good], [1.95], capacity=2, jobs=2) == []                # less than IDLE_CORE idle
     assert schedule([good, good], [], capacity=2, jobs=1) == [good]          # at most `jobs` at once
     assert schedule([bad], [], capacity=1, jobs=2) == [bad]                  # more than there is: alone
-    # a timed run of the same profile replaces the estimate: 100 s CPU in 100 s wall = one core
+    assert schedule([good, good, good], [], capacity=4, jobs=4) == [good] * 3
+    # a timed run of the same profile replaces the estimate: 160 s CPU in 100 s wall = 1.6 cores
     bad.stamp_path.parent.mkdir(parents=True, exist_ok=True)
-    bad.stamp_path.write_text(json.dumps(dict(bad.stamp, wall_s=100.0, cpu_s=100.0)))
-    assert expected_cores(bad, 2) == 1 and schedule([bad, good], [], capacity=2, jobs=2) == [bad, good]
+    bad.stamp_path.write_text(json.dumps(dict(bad.stamp, wall_s=100.0, cpu_s=160.0)))
+    assert expected_cores(bad, 2) == pytest.approx(1.6)
+    assert schedule([bad, good], [], capacity=2, jobs=2) == [bad, good]
+    bad.stamp_path.write_text(json.dumps(dict(bad.stamp, wall_s=100.0, cpu_s=199.0)))
+    assert schedule([bad, good], [], capacity=2, jobs=2) == [bad]
     bad.stamp_path.write_text(json.dumps(dict(bad.stamp, profile="quick", wall_s=100.0, cpu_s=100.0)))
-    assert expected_cores(bad, 2) == 2
+    assert expected_cores(bad, 2) == 2.0                                     # another profile: ignored
     (repo / "notebooks" / "profiles.yml").write_text(PROFILES.replace(
         'title: "Failing notebook"', 'title: "Failing notebook"\n  cores: {paper: 0.5}'))
     assert rp.reproduce(root=repo, profile="paper", progress=False) == 2

@@ -201,9 +201,10 @@ def test_caches_survive_a_failed_or_timed_out_step(ci, job_name, long_step, path
         assert s["if"] == "always()"
         assert s["with"]["key"] == r["with"]["key"] and "github.run_id" in s["with"]["key"]
         assert r["with"]["restore-keys"].strip()
-    # pip's cache, where pip installs
+    # the caches of pip (which installs uv) and uv (which installs the packages)
     if job_name != "nightly":
-        assert {s["with"]["path"] for s in _uses(job, "actions/cache")} == {"~/.cache/pip"}
+        paths = [s["with"]["path"].split() for s in _uses(job, "actions/cache")]
+        assert paths == [["~/.cache/pip", "~/.cache/uv"]]
 
 
 @pytest.mark.parametrize("job_name", ["test", "book", "nightly"])
