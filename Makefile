@@ -8,6 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LAB_STAMP := $(VENV)/.installed-lab
 # The unit tests run in parallel, one pytest-xdist worker per CPU (an idle worker takes tests
 # queued for a busy one); XDIST= runs them in one process.
 XDIST ?= -n auto --dist worksteal
@@ -38,8 +39,14 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip $(filter uv,$(INSTALLER))
-	$(INSTALL) -e ".[dev,book,lab,dask]"
+	$(INSTALL) -e ".[dev,book,dask]"
 	touch $(STAMP)
+
+# JupyterLab only where `make lab` needs it: its server stack makes every later import of
+# nbformat (papermill, the book build) about two seconds slower (jsonschema's URI-format checks)
+$(LAB_STAMP): $(STAMP)
+	$(INSTALL) -e ".[dev,book,dask,lab]"
+	touch $(LAB_STAMP)
 
 reproduce: setup
 	$(BIN)/lowrank-learning reproduce --profile paper
@@ -85,7 +92,7 @@ bench: setup
 
 # The kernel is this venv's python3; the result cache is the one `reproduce` uses.
 # Extra options in LAB_ARGS (as root, e.g. in a container: make lab LAB_ARGS=--allow-root).
-lab: setup
+lab: $(LAB_STAMP)
 	LOWRANK_LEARNING_CACHE="$(CURDIR)/.lowrank_cache" $(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)/notebooks" $(LAB_ARGS)
 
 clean:
