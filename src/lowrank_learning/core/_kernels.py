@@ -128,6 +128,22 @@ def requested(kernel: str = "auto") -> str:
     return kernel
 
 
+def pick(kernel: str, auto, refusal: str | None = None) -> str:
+    """Resolve ``kernel`` ("auto", "numba" or "xla") to the one that will run, for a caller with
+    its own numba kernel: ``auto`` (after :func:`requested`) is numba when ``auto()`` is true,
+    else XLA; an explicit "numba" fails with ``refusal`` (the reason the kernel does not cover
+    the case; None: it does) or when numba is not installed."""
+    kernel = requested(kernel)
+    if kernel == "auto":
+        return "numba" if auto() else "xla"
+    if kernel == "numba":
+        if refusal is not None:
+            raise InvalidParameterError(refusal)
+        if not numba_available():
+            raise InvalidParameterError("kernel='numba' needs numba (pip install numba)")
+    return kernel
+
+
 def choose(kernel: str, arch: Architecture, work: int | None = None) -> str:
     """Resolve ``kernel`` ("auto", "numba" or "xla") to the one that will run.
 
@@ -135,19 +151,11 @@ def choose(kernel: str, arch: Architecture, work: int | None = None) -> str:
     installed, JAX's default backend is the CPU, and the units are erf, or linear with at least
     ``_MIN_WORK_LINEAR`` trial-steps (``work``); else XLA.
     """
-
-    kernel = requested(kernel)
-    if kernel == "auto":
-        ok = (numba_available() and jax.default_backend() == "cpu" and supported(arch)
-              and (work is None or work >= _MIN_WORK_LINEAR or not is_linear(arch.activation)))
-        return "numba" if ok else "xla"
-    if kernel == "numba":
-        if not supported(arch):
-            raise InvalidParameterError(
+    return pick(kernel,
+                lambda: (numba_available() and jax.default_backend() == "cpu" and supported(arch)
+                         and (work is None or work >= _MIN_WORK_LINEAR or not is_linear(arch.activation))),
+                None if supported(arch) else
                 f"the numba kernel covers linear and erf units, not {arch.activation!r}; use kernel='xla'")
-        if not numba_available():
-            raise InvalidParameterError("kernel='numba' needs numba (pip install numba)")
-    return kernel
 
 
 # ------------------------------------------------------------------ compilation and threads

@@ -47,7 +47,6 @@ from ._network_source import network_kernel_source
 from .activations import is_linear
 from .architecture import Architecture
 from .batch import loss_weight
-from .errors import InvalidParameterError
 
 _VERSION = "1"  # bump when the generator changes (part of the cache key)
 _NEURON_BLOCK = 256  # neurons per task of the accumulation pass
@@ -75,16 +74,10 @@ def usable(arch: Architecture, dtype, work: int | None = None) -> bool:
 def choose(kernel: str, arch: Architecture, dtype, work: int | None = None) -> bool:
     """Whether ``kernel`` ("auto", "numba", "xla"; ``auto`` reads ``$LOWRANK_KERNEL``) runs the
     compiled kernel for vectors of ``dtype`` with ``work`` neuron-steps per epoch."""
-    kernel = _kernels.requested(kernel)
-    if kernel == "auto":
-        return usable(arch, dtype, work)
-    if kernel == "numba":
-        if not _exact(arch, dtype):
-            raise InvalidParameterError(f"kernel='numba' needs float32 vectors (or float64 with linear units), got "
-                                        f"{np.dtype(dtype).name} with {arch.activation} units (use kernel='xla')")
-        if not _kernels.numba_available():
-            raise InvalidParameterError("kernel='numba' needs numba (pip install numba)")
-    return kernel == "numba"
+    refusal = None if _exact(arch, dtype) else (
+        f"kernel='numba' needs float32 vectors (or float64 with linear units), got "
+        f"{np.dtype(dtype).name} with {arch.activation} units (use kernel='xla')")
+    return _kernels.pick(kernel, lambda: usable(arch, dtype, work), refusal) == "numba"
 
 
 @cache
