@@ -17,6 +17,8 @@ PYTEST_ARGS ?=
 # The venv's packages are installed by uv (itself installed into the venv by pip): the same PyPI
 # releases as pip, in a fraction of pip's time. INSTALLER=pip installs them with pip alone.
 INSTALLER ?= uv
+# The extras every target's venv has; `make lab` adds `lab`.
+EXTRAS := dev,book,dask
 ifeq ($(INSTALLER),pip)
 INSTALL := $(BIN)/python -m pip install --quiet
 else ifeq ($(INSTALLER),uv)
@@ -39,13 +41,13 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip $(filter uv,$(INSTALLER))
-	$(INSTALL) -e ".[dev,book,dask]"
+	$(INSTALL) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 # JupyterLab only where `make lab` needs it: its server stack makes every later import of
 # nbformat (papermill, the book build) about two seconds slower (jsonschema's URI-format checks)
 $(LAB_STAMP): $(STAMP)
-	$(INSTALL) -e ".[dev,book,dask,lab]"
+	$(INSTALL) -e ".[$(EXTRAS),lab]"
 	touch $(LAB_STAMP)
 
 reproduce: setup
@@ -83,7 +85,7 @@ test: setup
 lowest:
 	$(PYTHON) -m venv $(LOWEST_VENV)
 	$(LOWEST_VENV)/bin/python -m pip install --quiet --upgrade pip uv
-	$(LOWEST_VENV)/bin/uv pip install --python $(LOWEST_VENV)/bin/python --resolution lowest-direct -e ".[dev,book,dask]"
+	$(LOWEST_VENV)/bin/uv pip install --python $(LOWEST_VENV)/bin/python --resolution lowest-direct -e ".[$(EXTRAS)]"
 	$(LOWEST_VENV)/bin/python -m pip list --format=freeze
 	$(LOWEST_VENV)/bin/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
